@@ -1,0 +1,3 @@
+from streamhar.cli.main import main
+
+raise SystemExit(main())

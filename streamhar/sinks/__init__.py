@@ -1,0 +1,1 @@
+"""Sinks: where results leave the pipeline (terminal views, files, sockets)."""
