@@ -79,3 +79,36 @@ def test_missing_data_set_says_how_to_fetch(tmp_path):
     result = run_cli("data", "info", "dsads", "--data-dir", str(tmp_path))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "streamhar data fetch dsads" in result.stderr
+
+
+def test_verify_opportunity_lists_the_absent_recordings(data_dir):
+    result = run_cli("data", "verify", "opportunity", "--json", env={"STREAMHAR_DATA": str(data_dir)})
+    report = json.loads(result.stdout)
+    assert result.returncode == 1 and not report["passed"]
+    assert report["checked"] == 24 and len(report["missing"]) == 24
+    assert "OpportunityUCIDataset/dataset/S2-ADL4.dat" in report["missing"]
+
+
+def test_verify_opportunity_checks_sizes_then_hashes(tmp_path):
+    import hashlib
+
+    from opportunity_fixture import write_opportunity_fixture
+    from streamhar.datasets import get_dataset
+    from streamhar.datasets.verify import verify
+
+    runs = write_opportunity_fixture(tmp_path, runs=("S1-ADL1", "S2-ADL4"), rows=60)
+    root = tmp_path / "opportunity"
+    lines = [f"{hashlib.sha256(r.path.read_bytes()).hexdigest()}  {r.path.relative_to(root).as_posix()}"
+             for r in runs.values()]
+    (root / "EXPECTED_SHA256SUMS").write_text("\n".join(lines) + "\n")
+    opportunity = get_dataset("opportunity")
+    assert verify(opportunity, tmp_path).passed
+    # The manifest's sizes are those of the real release: a fixture fails them, by name.
+    result = run_cli("data", "verify", "opportunity", "--data-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert "WRONG SIZE  OpportunityUCIDataset/dataset/S1-ADL1.dat" in result.stdout
+    assert "expected 51,803,164" in result.stdout
+    path = runs["S2-ADL4"].path
+    path.write_bytes(path.read_bytes().replace(b"1", b"2", 1))
+    report = verify(opportunity, tmp_path)
+    assert report.wrong_hash and report.wrong_hash[0][0].endswith("S2-ADL4.dat") and report.ok == 1

@@ -115,3 +115,14 @@ def test_cli_text_summary_and_errors(data_dir):
         assert message in bad.stderr and "Traceback" not in bad.stderr
     missing = run_cli("replay", "replay:usc-had:1", "--data-dir", "/nonexistent/data")
     assert missing.returncode == 2 and "data folder /nonexistent/data (chosen by --data-dir) does not exist" in missing.stderr
+
+
+def test_replay_opportunity_fixture_through_the_cli(tmp_path):
+    from opportunity_fixture import write_opportunity_fixture
+    runs = write_opportunity_fixture(tmp_path, runs=("S1-ADL1", "S2-ADL4", "S3-ADL5"), rows=90)
+    result = run_cli("replay", "replay:opportunity:validation", "--speed", "max", "--json",
+                     "--data-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["recordings"] == 2 and summary["samples"] == 180 and summary["complete"]
+    assert len(runs) == 3

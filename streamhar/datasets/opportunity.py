@@ -3,7 +3,9 @@
 Layout: `<data_dir>/opportunity/OpportunityUCIDataset/dataset/` holds `column_names.txt`,
 `label_legend.txt` and the 24 runs `S<n>-ADL<i>.dat` / `S<n>-Drill.dat`. The two metadata files
 (CRLF, Latin-1) are parsed at load time from the data folder: column numbers, names, units and
-label codes all come from them, not from a copy in this package.
+label codes all come from them, not from a copy in this package. So `Opportunity.channels` and
+`class_names` are read from the metadata of the root the object last probed or loaded (else the
+default data folder) and are empty while no metadata can be found.
 
 Recording format (`doc/documentation.html`): one line per sample at 30 Hz, 250 whitespace-separated
 columns; column 1 is MILLISEC, columns 244-250 are label codes, missing sensor readings are the
@@ -391,26 +393,47 @@ class Opportunity(Dataset):
     # Recording ids, not subjects: the standard split is by run (see the module docstring).
     splits = {"train": _TRAIN_RUNS, "validation": _TEST_RUNS, "test": _TEST_RUNS}
 
+    # The data set's root this object last probed, located, indexed or loaded from: `channels`
+    # and `class_names` are read from the metadata there (the files the recordings come with).
+    _last_root: Path | None = None
+
     # -- facts that live in the release's metadata files ---------------------------------------
     def metadata(self, root: Path) -> Metadata:
+        self._last_root = Path(root)
         return cached_metadata(Path(root) / RELEASE_DIR)
+
+    def _current_metadata(self) -> Metadata | None:
+        """Metadata of the last root used, else of the default data folder; None if not there."""
+        try:
+            root = self._last_root or resolve_data_dir() / self.folder
+            return cached_metadata(root / RELEASE_DIR)
+        except DataNotFound:
+            return None
 
     @property
     def channels(self) -> tuple[Channel, ...]:
-        """The 113 channels, from the metadata in the default data folder ($STREAMHAR_DATA, ...)."""
-        return self.metadata(resolve_data_dir() / self.folder).channels
+        """The 113 channels; empty while no metadata is found (`data list` of an absent data set)."""
+        meta = self._current_metadata()
+        return meta.channels if meta else ()
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        """Locomotion classes (the default task), from the metadata in the default data folder."""
-        return self.metadata(resolve_data_dir() / self.folder).tracks["locomotion"].class_names
+        """Locomotion classes (the default task); empty while no metadata is found."""
+        meta = self._current_metadata()
+        return meta.tracks["locomotion"].class_names if meta else ()
 
     @property
     def subjects(self) -> tuple[str, ...]:
         return SUBJECTS
 
     # -- locating ------------------------------------------------------------------------------
+    def root(self, data_dir: Path) -> Path:
+        root = super().root(data_dir)
+        self._last_root = root
+        return root
+
     def present(self, root: Path) -> bool:
+        self._last_root = Path(root)
         return bool(self._run_files(root))
 
     def layout_hint(self, root: Path) -> str:
@@ -435,6 +458,7 @@ class Opportunity(Dataset):
 
     # -- reading -------------------------------------------------------------------------------
     def index(self, root: Path) -> list[RecordingRef]:
+        self._last_root = Path(root)
         refs = []
         for (subject, _, _), match in self._run_files(root):
             run_id = match.string[: -len(".dat")]
