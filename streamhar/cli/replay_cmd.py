@@ -58,13 +58,14 @@ def cmd_replay(args) -> int:
     stats = StreamStats()
     view = LiveView(source, stats, enabled=not args.quiet)
     started = time.perf_counter()
-    interrupted = False
+    interrupted = stopped = False
     try:
         for chunk in source:
             now = time.perf_counter()
             stats.update(chunk, now)
             view.maybe_draw(now)
             if args.duration is not None and now - started >= args.duration:
+                stopped = True
                 break
     except KeyboardInterrupt:
         interrupted = True
@@ -75,6 +76,7 @@ def cmd_replay(args) -> int:
         "complete": (not args.loop) and stats.samples == source.total_samples and stats.gaps == 0,
         "max_lag_ms": round(source.pacer.max_lag * 1e3, 3),
         "interrupted": interrupted,
+        "stopped_by_duration": stopped,
     })
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -87,7 +89,11 @@ def format_summary(s: dict, source: ReplaySource) -> str:
     speed = "max" if s["speed_requested"] is None else f"{s['speed_requested']:g}×"
     lines = [f"{s['stream']}: {s['samples']:,} samples in {s['chunks']:,} chunks from "
              f"{s['recordings']} recording(s), {len(source.channels)} channels at {source.rate:g} Hz"]
-    if s["expected_samples"] is not None:
+    if s["stopped_by_duration"] or s["interrupted"]:
+        why = "--duration" if s["stopped_by_duration"] else "Ctrl-C"
+        lines.append(f"  stopped by {why} after {s['samples']:,} of "
+                     f"{s['expected_samples'] or source.total_samples:,} samples, sequence gaps: {s['sequence_gaps']}")
+    elif s["expected_samples"] is not None:
         verdict = "every sample replayed" if s["complete"] else \
             f"INCOMPLETE: {s['expected_samples'] - s['samples']:,} samples not replayed"
         lines.append(f"  {verdict} ({s['expected_samples']:,} expected), sequence gaps: {s['sequence_gaps']}")

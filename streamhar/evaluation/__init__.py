@@ -1,0 +1,1 @@
+"""Evaluation: the metrics HAR papers report, at window and at sample level."""

@@ -1,0 +1,1 @@
+"""Windowing: sliding windows, normalization, channel mapping (the pipeline stage arrives with issue 5)."""
