@@ -9,7 +9,7 @@ from streamhar.errors import StreamharError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from streamhar.cli import data_cmd, replay_cmd
+    from streamhar.cli import data_cmd, eval_cmd, replay_cmd, train_cmd
 
     parser = argparse.ArgumentParser(
         prog="streamhar", description="Real-time human activity recognition from wearable sensors.")
@@ -17,6 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     data_cmd.register(sub)
     replay_cmd.register(sub)
+    train_cmd.register(sub)
+    eval_cmd.register(sub)
     return parser
 
 

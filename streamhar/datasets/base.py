@@ -117,9 +117,10 @@ class Dataset(ABC):
             raise DataNotFound(f"{self.name}: selector {selector!r} matches no recording in the data folder")
         return chosen
 
-    def load_selection(self, data_dir: Path, selector: str | None = None) -> list[Recording]:
+    def load_selection(self, data_dir: Path, selector: str | None = None, **load_options) -> list[Recording]:
+        """Load every selected recording; `load_options` go to `load` (OPPORTUNITY's `task`)."""
         root = self.root(data_dir)
-        return [self.load(root, ref) for ref in self.select(self.index(root), selector)]
+        return [self.load(root, ref, **load_options) for ref in self.select(self.index(root), selector)]
 
 
 def natural_key(text: str) -> list:

@@ -6,7 +6,7 @@ Shared rule (both quantizers): with a per-channel threshold Δ_c,
     α_c = Σ_{i: t_i≠0} |w_i| / #{i: t_i≠0}               (α_c = 0 when no weight passes)
 
 For a fixed mask, α_c is the closed-form least-squares optimum of ||w_c − α·t_c||²
-(d/dα = 0 ⇒ α = <w_c, t_c> / <t_c, t_c>), which is TWN's Eq. and what DFTerNet's Eq. 14 fits.
+(d/dα = 0 ⇒ α = <w_c, t_c> / <t_c, t_c>), — TWN's α rule, and the least-squares fit of DFTerNet's Eq. 14.
 A channel with no weight above Δ_c gets α_c = 0 and all-zero codes, never 0/0 = NaN.
 STE: clipped at |w| <= 1 (larq ``ste_tern`` default); α and Δ are constants of the backward pass.
 
@@ -32,7 +32,7 @@ from .weights import WeightQuantizer, broadcast_scale, channel_view
 def ternarize(w: torch.Tensor, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Codes ``t`` (float, in {−1, 0, +1}) and least-squares ``α [out]`` for thresholds ``delta [out]``."""
     mask = w.abs() > broadcast_scale(delta, w)
-    t = torch.sign(w) * mask.to(w.dtype)
+    t = torch.where(mask, torch.sign(w), torch.zeros_like(w))
     flat_mask = channel_view(mask)
     count = flat_mask.sum(dim=1)
     total = (channel_view(w).abs() * flat_mask.to(w.dtype)).sum(dim=1)

@@ -8,7 +8,8 @@ Common contract (``WeightQuantizer``)
 * ``codes(w) -> (q, scale)``: ``q`` a ``torch.int8`` tensor of integer codes shaped like ``w``,
   ``scale`` a float tensor ``[out]`` (dtype of ``w``).
 * ``forward(w)`` returns ``q.to(w.dtype) * scale.view(out, 1, ...)`` — computed by that very
-  expression, so ``forward(w) == codes * scale`` holds bit for bit — with a straight-through
+  expression from the int8 codes, so ``forward(w) == codes * scale`` holds bit for bit (no
+  stray −0.0 either) — with a straight-through
   gradient to ``w`` (see ``ste.py``; ``ste_clip`` per class below).
 * ``bits``, ``spec`` (canonical factory string, parameters always written out so a bundle
   rebuilds the same quantizer even if defaults change), ``zero_fraction(w)``.
@@ -48,7 +49,7 @@ def broadcast_scale(scale: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 
 class WeightQuantizer(nn.Module):
-    """Base class. Subclasses implement ``_quantize(w) -> (q float integer-valued, scale [out])``."""
+    """Base class. Subclasses implement ``_quantize(w) -> (q integer-valued, scale [out])``."""
 
     bits: int = 32
     ste_clip: float | None = None   # clipped STE bound on |w|; None: plain STE
@@ -63,6 +64,8 @@ class WeightQuantizer(nn.Module):
     def _fake(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             q, scale = self._quantize(w.detach())
+            # through int8 so forward is literally codes * scale (a float q could hold -0.0)
+            q = q.to(torch.int8)
             w_q = q.to(w.dtype) * broadcast_scale(scale, w)
         return q, scale, w_q
 
@@ -73,7 +76,7 @@ class WeightQuantizer(nn.Module):
 
     def codes(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         q, scale, _ = self._fake(w)
-        return q.to(torch.int8), scale
+        return q, scale
 
     def zero_fraction(self, w: torch.Tensor) -> float:
         q, _, _ = self._fake(w)

@@ -1,0 +1,58 @@
+"""Scoring a bundle on recordings: window-level and sample-level metrics per width.
+
+Sample level follows streaming semantics: a window's prediction labels the samples that arrived
+since the previous window (the last `stride` samples; all of the first window's samples), so each
+sample is scored once, by the prediction a live system showed while it was current. Samples
+after the last complete window have no prediction and are counted as `unscored`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from streamhar.evaluation.metrics import confusion, scores
+from streamhar.models.bundle import Bundle, check_channels
+from streamhar.models.data import load_split
+from streamhar.models.train import predict
+from streamhar.windowing.sliding import WindowSet
+
+
+def sample_predictions(windows: WindowSet, predictions: np.ndarray, lengths: list[int], stride: int):
+    """Per recording, the predicted label of every sample (−1 where no window has scored it yet)."""
+    out = [np.full(n, -1, dtype=np.int64) for n in lengths]
+    seen: set[int] = set()
+    for rec, end, pred in zip(windows.recording, windows.end, predictions):
+        first = 0 if rec not in seen else end - stride + 1
+        seen.add(int(rec))
+        out[rec][first:end + 1] = pred
+    return out
+
+
+def evaluate(bundle: Bundle, data_dir: Path, selector: str, widths: list[float] | None = None) -> dict:
+    meta = bundle.meta
+    from streamhar.datasets import get_dataset
+    dataset = get_dataset(meta["dataset"])
+    options = {"task": meta["task"]} if meta.get("task") else {}
+    probe = dataset.load_selection(data_dir, selector, **options)[:1]
+    check_channels(bundle, list(probe[0].channel_names), [c.unit for c in probe[0].channels],
+                   f"{meta['dataset']} recording {probe[0].id}")
+    split = load_split(meta["dataset"], data_dir, selector, meta["window"], meta["stride"],
+                       meta.get("task"), channel_names=bundle.channels)
+    x = bundle.normalize(split.windows.x)
+    names = bundle.class_names
+    result = {"bundle": bundle.path, "dataset": meta["dataset"], "selector": selector,
+              "subjects": sorted({r.subject for r in split.recordings}), "recordings": len(split.recordings),
+              "window": meta["window"], "stride": meta["stride"], "widths": {}}
+    for width in widths or list(bundle.config.widths):
+        pred = predict(bundle.model, x, width).argmax(1)
+        window_scores = scores(confusion(split.windows.y, pred, len(names)), names)
+        per_sample = sample_predictions(split.windows, pred, [len(r) for r in split.recordings], meta["stride"])
+        truth = np.concatenate([r.labels for r in split.recordings]).astype(np.int64)
+        predicted = np.concatenate(per_sample)
+        scored = predicted >= 0
+        sample_scores = scores(confusion(truth[scored], predicted[scored], len(names)), names)
+        sample_scores["unscored"] = int((~scored).sum())
+        cost = meta.get("cost", {}).get(str(width), {})
+        result["widths"][str(width)] = {"window": window_scores, "sample": sample_scores, **cost}
+    return result

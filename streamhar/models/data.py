@@ -1,0 +1,45 @@
+"""From a data set to the arrays training and evaluation use: windows, labels, normalization."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from streamhar.datasets import get_dataset
+from streamhar.recording import Recording
+from streamhar.windowing.sliding import WindowSet, make_windows
+
+
+def normalization_stats(recordings: list[Recording]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation over every sample of the training recordings."""
+    stacked = np.concatenate([r.samples for r in recordings]).astype(np.float64)
+    mean, std = stacked.mean(axis=0), stacked.std(axis=0)
+    return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
+
+
+@dataclass
+class SplitData:
+    recordings: list[Recording]
+    windows: WindowSet
+
+
+def load_split(dataset_name: str, data_dir: Path, selector: str, window: int, stride: int,
+               task: str | None = None, channel_names: list[str] | None = None) -> SplitData:
+    """Recordings of `selector` and their windows; `channel_names` picks and orders channels by name."""
+    dataset = get_dataset(dataset_name)
+    options = {"task": task} if task else {}
+    recordings = dataset.load_selection(data_dir, selector, **options)
+    index = None
+    if channel_names is not None:
+        have = list(recordings[0].channel_names)
+        index = [have.index(name) for name in channel_names]
+    return SplitData(recordings, make_windows(recordings, window, stride, index))
+
+
+def sensor_groups(recording: Recording) -> tuple[tuple[int, ...], ...]:
+    """Channel indices per sensor group, in first-appearance order (for late/dynamic fusion)."""
+    groups: dict[str, list[int]] = {}
+    for i, ch in enumerate(recording.channels):
+        groups.setdefault(ch.group, []).append(i)
+    return tuple(tuple(v) for v in groups.values())
