@@ -1,7 +1,6 @@
 """`streamhar data list | info | verify | fetch`."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
@@ -79,10 +78,10 @@ def cmd_info(args) -> int:
     print(f"  channels   {len(info['channels'])} in groups {', '.join(info['sensor_groups'])}")
     print(f"  subjects   {len(info['subjects'])}: " +
           ", ".join(f"{s['id']} ({s['recordings']})" for s in info["subjects"]))
-    print(f"  splits     " + "; ".join(f"{k}: {', '.join(v)}" for k, v in info["splits"].items()))
+    print("  splits     " + "; ".join(f"{k}: {', '.join(v)}" for k, v in info["splits"].items()))
     print(f"  recordings {info['recordings']}, {info['samples']:,} samples, {hours:.2f} h")
     if info["repairs"]:
-        print(f"  repaired   " + ", ".join(f"{k}: {v:,}" for k, v in info["repairs"].items()))
+        print("  repaired   " + ", ".join(f"{k}: {v:,}" for k, v in info["repairs"].items()))
     print("  classes")
     for c in info["classes"]:
         print(f"    {c['index']:>2} {c['name']:<48} {c['samples']:>9,} samples {c['duration_s'] / 60:>8.1f} min")

@@ -85,6 +85,10 @@ class Dataset(ABC):
         """Map a user's spelling of a subject (e.g. "6" for "p6") to the data set's id; override."""
         return token
 
+    def split_members(self, split: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(subjects, recording ids) a split consists of; splits are by subject unless overridden."""
+        return self.splits[split], ()
+
     def select(self, refs: list[RecordingRef], selector: str | None) -> list[RecordingRef]:
         """Recordings matching a selector: comma-separated split names, subjects or recording ids.
 
@@ -100,7 +104,9 @@ class Dataset(ABC):
             if not token:
                 continue
             if token in self.splits:
-                wanted_subjects.update(self.splits[token])
+                subjects, ids = self.split_members(token)
+                wanted_subjects.update(subjects)
+                wanted_ids.update(ids)
             elif token in by_id:
                 wanted_ids.add(token)
             elif self.normalize_subject(token) in by_subject:

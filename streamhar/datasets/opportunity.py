@@ -50,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamhar.datasets.base import Dataset, RecordingRef, natural_key
+from streamhar.datasets.base import Dataset, RecordingRef
 from streamhar.datasets.paths import resolve_data_dir
 from streamhar.errors import DataFormatError, DataNotFound, UsageError
 from streamhar.recording import Channel, LabelTrack, Recording
@@ -491,31 +491,6 @@ class Opportunity(Dataset):
         match = re.fullmatch(r"[sS]?(\d+)", token.strip())
         return f"S{int(match[1])}" if match else token
 
-    def select(self, refs: list[RecordingRef], selector: str | None) -> list[RecordingRef]:
-        """Like `Dataset.select`, but a split name selects the recording ids it lists."""
-        if not selector or selector == "all":
-            return list(refs)
-        subjects = {r.subject for r in refs}
-        ids = {r.id for r in refs}
-        wanted_subjects: set[str] = set()
-        wanted_ids: set[str] = set()
-        for token in (t.strip() for t in selector.split(",")):
-            if not token:
-                continue
-            if token in self.splits:
-                wanted_ids.update(self.splits[token])
-            elif token in ids:
-                wanted_ids.add(token)
-            elif self.normalize_subject(token) in subjects:
-                wanted_subjects.add(self.normalize_subject(token))
-            else:
-                raise UsageError(
-                    f"{self.name}: no split, subject or recording called {token!r}. "
-                    f"Splits: {', '.join(self.splits)}; subjects present: "
-                    f"{', '.join(sorted(subjects, key=natural_key))}; recording ids look like "
-                    f"{refs[0].id if refs else '(none found)'}."
-                )
-        chosen = [r for r in refs if r.subject in wanted_subjects or r.id in wanted_ids]
-        if not chosen:
-            raise DataNotFound(f"{self.name}: selector {selector!r} matches no recording in the data folder")
-        return chosen
+    def split_members(self, split: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The standard split is by run, not by subject: a split names recording ids."""
+        return (), self.splits[split]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from streamhar.errors import UsageError
 from streamhar.models.config import ModelConfig
 from streamhar.models.slimmable import SlimConv1d, SlimLinear, SwitchableBatchNorm1d
 from streamhar.quant import InputQuantizer, make_activation_quantizer, make_weight_quantizer
@@ -73,7 +74,7 @@ class HARNet(nn.Module):
         try:
             return self.cfg.widths.index(width)
         except ValueError:
-            raise ValueError(f"width {width} is not one of the trained widths {self.cfg.widths}") from None
+            raise UsageError(f"width {width} is not one of the trained widths {self.cfg.widths}") from None
 
     def features(self, x: torch.Tensor, width: float = 1.0) -> torch.Tensor:
         wi = self.width_index(width)
