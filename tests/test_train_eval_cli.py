@@ -44,3 +44,21 @@ def test_train_then_eval_a_tiny_bundle(data_dir, tmp_path, usc_recordings):
     bad_width = run_cli("eval", str(out), "--width", "0.3", env=env)
     assert bad_width.returncode == 2 and "not one of the trained widths" in bad_width.stderr
     assert "Traceback" not in bad_width.stderr
+
+
+def test_opportunity_trains_and_evaluates_on_format_faithful_fixtures(tmp_path):
+    from opportunity_fixture import write_opportunity_fixture
+    write_opportunity_fixture(tmp_path, runs=("S1-ADL1", "S1-Drill", "S2-ADL4", "S3-ADL5"), rows=240)
+    for task, n_classes in (("locomotion", 5), ("gestures", 18)):
+        out = tmp_path / f"opp-{task}.safetensors"
+        trained = run_cli("train", "--dataset", "opportunity", "--task", task, "--channels", "8,8,8,8",
+                          "--epochs", "1", "--max-steps", "3", "--batch-size", "8", "--out", str(out),
+                          "--data-dir", str(tmp_path))
+        assert trained.returncode == 0, trained.stderr
+        bundle = load_bundle(out)
+        assert bundle.meta["task"] == task and len(bundle.class_names) == n_classes
+        assert len(bundle.channels) == 113 and bundle.config.window == 24
+        report = json.loads(run_cli("eval", str(out), "--json", "--data-dir", str(tmp_path)).stdout)
+        # Validation = S2/S3 ADL4–5: here S2-ADL4 and S3-ADL5, 240 rows each, window 24, stride 12.
+        assert report["recordings"] == 2
+        assert report["widths"]["1.0"]["window"]["windows"] == 2 * len(window_starts(240, 24, 12))

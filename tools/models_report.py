@@ -29,6 +29,17 @@ def describe_arch(bundle) -> str:
             f"(conv {c.weight_quant}, act {c.act_quant}), GAP, FC {c.fc_weight_quant} → {c.n_classes}")
 
 
+def zero_fraction(bundle) -> float:
+    """Fraction of zero codes over all conv weights (full width)."""
+    zeros = total = 0
+    for name, module in bundle.model.named_modules():
+        if hasattr(module, "quantizer") and hasattr(module, "weight") and ".conv" in name:
+            codes, _ = module.quantizer.codes(module.weight.detach())
+            zeros += int((codes == 0).sum())
+            total += codes.numel()
+    return zeros / total if total else 0.0
+
+
 def params(bundle) -> int:
     return sum(l["weights"] for l in layer_shapes(bundle.config, 1.0))
 

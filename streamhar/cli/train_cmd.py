@@ -32,6 +32,7 @@ def register(sub) -> None:
     p.add_argument("--fc-quant", default="int8", help="classifier weights (same choices)")
     p.add_argument("--act-quant", default="pact-u8", help="activations: pact-u8, pact-s8, pact-u4, ternary-act, fp32")
     p.add_argument("--channels", type=_ints, help="full-width channels per block, e.g. 48,64,96,128")
+    p.add_argument("--train-stride", type=int, help="samples between training windows (default per data set)")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -66,7 +67,7 @@ def cmd_train(args) -> int:
     path, history = fit(args.dataset, resolve_data_dir(args.data_dir), args.out, task=args.task,
                         fusion=args.fusion, widths=args.widths, weight_quant=args.weight_quant,
                         act_quant=args.act_quant, fc_weight_quant=args.fc_quant, channels=args.channels,
-                        settings=settings, on_epoch=on_epoch, on_step=on_step,
+                        stride=args.train_stride, settings=settings, on_epoch=on_epoch, on_step=on_step,
                         log=lambda m: bar.write(m, file=sys.stderr))
     bar.close()
     print(f"wrote {path}: best epoch {history.best_epoch} of {len(history.epochs)}, "

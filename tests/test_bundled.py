@@ -1,0 +1,29 @@
+"""The bundles that ship in the package: they load, fit the size budget, and `streamhar eval`
+reproduces the validation metrics recorded in docs/models.json (the source of docs/MODELS.md)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from streamhar.evaluation.evaluate import evaluate
+from streamhar.models.bundle import load_bundle
+from streamhar.models.cost import weight_bytes
+
+from conftest import REPO
+
+RECORDED = json.loads((REPO / "docs" / "models.json").read_text())
+
+
+@pytest.mark.parametrize("name", ["dsads", "usc-had"])
+def test_bundled_model_matches_its_documented_metrics(name, data_dir):
+    bundle = load_bundle(f"bundled:{name}")
+    assert bundle.meta["dataset"] == name
+    assert weight_bytes(bundle.config, 1.0) <= 32 * 1024
+    assert bundle.config.widths[0] == 0.25 and bundle.config.weight_quant.startswith("ternary")
+    result = evaluate(bundle, data_dir, "validation")
+    recorded = RECORDED[name]["widths"]
+    assert set(result["widths"]) == set(recorded)
+    for width, metrics in result["widths"].items():
+        for key in ("accuracy", "macro_f1", "weighted_f1"):
+            assert metrics["window"][key] == pytest.approx(recorded[width][key], abs=0.005), (width, key)
