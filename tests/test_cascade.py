@@ -1,0 +1,69 @@
+"""The score-margin cascade: per-window paths and costs, and the sweep that scores thresholds."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from streamhar.inference import IntegerEngine, export_bundle, ops
+from streamhar.inference.cascade import Cascade, sweep, threshold_grid
+from streamhar.models.cost import macs
+
+from conftest import run_cli
+from test_int_engine import make_bundle, synthetic
+
+
+@pytest.fixture(scope="module")
+def setup():
+    bundle = make_bundle()
+    engine = IntegerEngine(export_bundle(bundle))
+    x = ops.quantize_input(synthetic(np.random.default_rng(3), 400) / 2.0, bundle.config.input_step)
+    cost = {w: macs(bundle.config, w) for w in bundle.config.widths}
+    return bundle, engine, x, cost
+
+
+def test_cascade_escalates_exactly_the_unsure_windows(setup):
+    bundle, engine, x, cost = setup
+    small_cls, margins = ops.argmax_margin(engine.run(x, 0.25))
+    full_cls, _ = ops.argmax_margin(engine.run(x, 1.0))
+    threshold = int(np.median(margins))
+    out = Cascade(engine, cost, threshold).process(x)
+    assert np.array_equal(out.escalated, margins <= threshold)
+    assert 0 < out.escalated.sum() < len(x)
+    assert np.array_equal(out.classes, np.where(out.escalated, full_cls, small_cls))
+    assert np.array_equal(out.macs, cost[0.25] + out.escalated * cost[1.0])
+    # The threshold is a run-time parameter: the extremes are the two static models.
+    never, always = Cascade(engine, cost, -1), Cascade(engine, cost, int(margins.max()))
+    assert not never.process(x).escalated.any() and always.process(x).escalated.all()
+    assert np.array_equal(always.process(x).classes, full_cls)
+    # One window alone takes the same path as in a batch.
+    single = Cascade(engine, cost, threshold).process(x[7])
+    assert single.classes[0] == out.classes[7] and single.escalated[0] == out.escalated[7]
+
+
+def test_sweep_rows_agree_with_the_cascade(setup):
+    bundle, engine, x, cost = setup
+    small, full = engine.run(x, 0.25), engine.run(x, 1.0)
+    y = ops.argmax_margin(full)[0]            # labels = the full model's answers: its F1 is 1
+    grid = threshold_grid(ops.argmax_margin(small)[1], n=30)
+    assert grid[0] == -1 and np.all(np.diff(grid) > 0)
+    rows = sweep(small, full, y, [str(i) for i in range(bundle.config.n_classes)], cost[0.25], cost[1.0], grid)
+    for row in rows[:: 7]:
+        out = Cascade(engine, cost, row["threshold"]).process(x)
+        assert row["escalation_rate"] == pytest.approx(out.escalated.mean())
+        assert row["mean_macs"] == pytest.approx(out.macs.mean())
+        assert row["accuracy"] == pytest.approx((out.classes == y).mean())
+    assert rows[-1]["escalation_rate"] == 1.0 and rows[-1]["accuracy"] == 1.0
+    assert [r["escalation_rate"] for r in rows] == sorted(r["escalation_rate"] for r in rows)
+
+
+def test_sweep_cli_on_the_bundled_model(data_dir, tmp_path):
+    png = tmp_path / "curve.png"
+    result = run_cli("sweep", "bundled:dsads", "--json", "--png", str(png), env={"STREAMHAR_DATA": str(data_dir)})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["windows"] == 19 * 60            # p6: one window per 5-s segment
+    assert report["small_only"]["escalation_rate"] == 0.0 and report["curve"][-1]["escalation_rate"] == 1.0
+    assert report["full_only"]["mean_macs"] == report["macs_full"] > report["macs_small"]
+    assert png.read_bytes()[:4] == b"\x89PNG"
