@@ -67,3 +67,21 @@ def test_sweep_cli_on_the_bundled_model(data_dir, tmp_path):
     assert report["small_only"]["escalation_rate"] == 0.0 and report["curve"][-1]["escalation_rate"] == 1.0
     assert report["full_only"]["mean_macs"] == report["macs_full"] > report["macs_small"]
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_export_cli_writes_a_file_the_engine_runs_identically(tmp_path, data_dir):
+    from streamhar.inference import load_shm
+    from streamhar.models.bundle import load_bundle
+    out = tmp_path / "dsads.shm"
+    result = run_cli("export", "bundled:dsads", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {out}" in result.stdout
+    from_file = IntegerEngine(load_shm(out))
+    direct = IntegerEngine(export_bundle(load_bundle("bundled:dsads")))
+    x = np.random.default_rng(0).integers(-128, 128, size=(20, 45, 125), dtype=np.int8)
+    for width in (0.25, 1.0):
+        assert np.array_equal(from_file.run(x, width), direct.run(x, width))
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(b"\x00" * 100)
+    bad = run_cli("export", str(damaged), "--out", str(tmp_path / "x.shm"))
+    assert bad.returncode == 2 and "not a readable model bundle" in bad.stderr and "Traceback" not in bad.stderr

@@ -9,7 +9,7 @@ from streamhar.errors import StreamharError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from streamhar.cli import data_cmd, eval_cmd, replay_cmd, sweep_cmd, train_cmd
+    from streamhar.cli import data_cmd, eval_cmd, export_cmd, replay_cmd, sweep_cmd, train_cmd
 
     parser = argparse.ArgumentParser(
         prog="streamhar", description="Real-time human activity recognition from wearable sensors.")
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.register(sub)
     eval_cmd.register(sub)
     sweep_cmd.register(sub)
+    export_cmd.register(sub)
     return parser
 
 
