@@ -30,7 +30,9 @@ def describe_arch(bundle) -> str:
 
 
 def zero_fraction(bundle) -> float:
-    """Fraction of zero codes over all conv weights (full width)."""
+    """Fraction of zero codes over all conv weights (full width); NaN for fp32 weights."""
+    if bundle.config.weight_quant == "fp32":
+        return float("nan")
     zeros = total = 0
     for name, module in bundle.model.named_modules():
         if hasattr(module, "quantizer") and hasattr(module, "weight") and ".conv" in name:
@@ -72,7 +74,8 @@ def main() -> int:
         result = evaluate(bundle, data_dir, "validation")
         record[name] = {"bundle": path, "widths": {w: {k: m["window"][k] for k in ("accuracy", "macro_f1", "weighted_f1")}
                                                   for w, m in result["widths"].items()}}
-        print(f"**{name}** (`{path}`): {describe_arch(bundle)}; {params(bundle):,} weights at full width; "
+        print(f"**{name}** (`{path}`): {describe_arch(bundle)}; {params(bundle):,} weights at full width, "
+              f"{zero_fraction(bundle):.1%} of conv weight codes zero; "
               f"validation subjects {', '.join(result['subjects'])}, window {result['window']}, "
               f"stride {result['stride']}; trained {bundle.meta['training']['epochs_run']} epochs "
               f"(best {bundle.meta['training']['best_epoch']}), {bundle.meta['training']['seconds']:.0f} s.\n",
