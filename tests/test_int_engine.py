@@ -277,7 +277,7 @@ def test_invalid_two_bit_code_is_refused(shm, tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    (dict(weight_quant="fp32"), "conv weight quantizer 'fp32' cannot be exported.*export supports ternary-eq"),
+    (dict(weight_quant="fp32"), "conv0 weight quantizer 'fp32' cannot be exported.*export supports ternary-eq"),
     (dict(act_quant="ternary-act"), "activation quantizer 'ternary-act' cannot be exported.*pact-u8"),
     (dict(act_quant="pact-s8"), "activation quantizer 'pact-s8' cannot be exported"),
     (dict(fc_weight_quant="fp32"), "FC weight quantizer 'fp32' cannot be exported"),

@@ -166,3 +166,24 @@ def test_wrong_channels_for_the_source_are_named(tmp_path, usc_small):
     with pytest.raises(BundleError, match=r"channel 'hip.acc.x' is in 'm/s\^2', model .* expects 'g'"):
         check_channels(bundle, list(bundle.channels), units, "source X")
     assert check_channels(bundle, list(reversed(bundle.channels)), ["dps"] * 3 + ["g"] * 3, "s") == [5, 4, 3, 2, 1, 0]
+
+
+def test_mixed_precision_per_layer():
+    cfg = tiny_config(layer_weight_quant=("int8", "ternary-eq"))
+    model = HARNet(cfg)
+    first, second = (b.conv for b in model.branches[0].blocks)
+    assert first.quantizer.bits == 8 and second.quantizer.bits == 2
+    assert max(len(torch.unique(c)) for c in first.quantizer(first.weight).detach()) > 3
+    assert max(len(torch.unique(c)) for c in second.quantizer(second.weight).detach()) <= 3
+    assert [l["bits"] for l in layer_shapes(cfg, 1.0)] == [8, 2, 8]
+    assert ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match="one spec per block"):
+        tiny_config(layer_weight_quant=("int8",))
+
+
+def test_inconsistent_architecture_options_are_a_usage_error(data_dir, tmp_path):
+    from conftest import run_cli
+    result = run_cli("train", "--dataset", "usc-had", "--channels", "8,8", "--max-steps", "1",
+                     "--out", str(tmp_path / "x.safetensors"), env={"STREAMHAR_DATA": str(data_dir)})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "channels, kernels and pools need one entry per block" in result.stderr

@@ -31,7 +31,12 @@ def register(sub) -> None:
                    help="conv weights: ternary-eq[:xi=..], ternary-twn, binary, int8, int4, int2, fp32")
     p.add_argument("--fc-quant", default="int8", help="classifier weights (same choices)")
     p.add_argument("--act-quant", default="pact-u8", help="activations: pact-u8, pact-s8, pact-u4, ternary-act, fp32")
-    p.add_argument("--channels", type=_ints, help="full-width channels per block, e.g. 48,64,96,128")
+    p.add_argument("--channels", type=_ints, help="full-width channels per block, e.g. 48,64,96,128 (depth = count)")
+    p.add_argument("--kernels", type=_ints, help="kernel size per block, e.g. 5,5,3,3")
+    p.add_argument("--pools", type=_ints, help="max-pool factor per block (1 = none), e.g. 2,2,2,2")
+    p.add_argument("--window", type=int, help="window length in samples (default per data set)")
+    p.add_argument("--layer-weight-quant", nargs="+", default=(), metavar="SPEC",
+                   help="mixed precision: one weight quantizer spec per block, e.g. int8 ternary-eq ternary-eq ternary-eq")
     p.add_argument("--train-stride", type=int, help="samples between training windows (default per data set)")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=64)
@@ -67,7 +72,8 @@ def cmd_train(args) -> int:
     path, history = fit(args.dataset, resolve_data_dir(args.data_dir), args.out, task=args.task,
                         fusion=args.fusion, widths=args.widths, weight_quant=args.weight_quant,
                         act_quant=args.act_quant, fc_weight_quant=args.fc_quant, channels=args.channels,
-                        stride=args.train_stride, settings=settings, on_epoch=on_epoch, on_step=on_step,
+                        kernels=args.kernels, pools=args.pools, layer_weight_quant=tuple(args.layer_weight_quant),
+                        window=args.window, stride=args.train_stride, settings=settings, on_epoch=on_epoch, on_step=on_step,
                         log=lambda m: bar.write(m, file=sys.stderr))
     bar.close()
     print(f"wrote {path}: best epoch {history.best_epoch} of {len(history.epochs)}, "

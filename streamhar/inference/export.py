@@ -71,7 +71,8 @@ def _check_bundle(bundle: Bundle, where: str) -> None:
         raise ExportError(f"{where}: the bundle's model does not match its config")
     if cfg.fusion != "early":
         raise ExportError(f"{where}: {cfg.fusion} fusion cannot be exported yet; export supports early fusion")
-    _supported(where, "conv weight", cfg.weight_quant, CONV_SPECS)
+    for i in range(len(cfg.channels)):
+        _supported(where, f"conv{i} weight", cfg.block_weight_quant(i), CONV_SPECS)
     _supported(where, "FC weight", cfg.fc_weight_quant, FC_SPECS)
     _supported(where, "activation", cfg.act_quant, ACT_SPECS)
     for name, v in (("mean", bundle.mean), ("std", bundle.std)):

@@ -29,7 +29,8 @@ class ModelConfig:
     widths: tuple[float, ...] = (0.25, 0.5, 1.0)
     fusion: str = "early"
     groups: tuple[tuple[int, ...], ...] = ()     # input channel indices per sensor group (late/dynamic)
-    weight_quant: str = "ternary-eq"             # every conv layer
+    weight_quant: str = "ternary-eq"             # every conv layer, unless layer_weight_quant says otherwise
+    layer_weight_quant: tuple[str, ...] = ()     # mixed precision: one spec per block, overriding weight_quant
     fc_weight_quant: str = "int8"
     act_quant: str = "pact-u8"
     input_step: float = 1 / 32                   # int8 input: normalized value / step, clamped
@@ -42,8 +43,15 @@ class ModelConfig:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if self.fusion != "early" and len(self.groups) < 2:
             raise ValueError(f"{self.fusion} fusion needs at least two sensor groups")
+        if self.layer_weight_quant and len(self.layer_weight_quant) != len(self.channels):
+            raise ValueError(f"layer_weight_quant needs one spec per block ({len(self.channels)}), "
+                             f"got {len(self.layer_weight_quant)}")
         if sorted(self.widths) != list(self.widths) or self.widths[-1] != 1.0:
             raise ValueError(f"widths must be increasing and end at 1.0, got {self.widths}")
+
+    def block_weight_quant(self, index: int) -> str:
+        """The weight quantizer spec of conv block `index`."""
+        return self.layer_weight_quant[index] if self.layer_weight_quant else self.weight_quant
 
     def width_channels(self, width: float) -> tuple[int, ...]:
         """Output channels per block at a width (at least one)."""

@@ -22,7 +22,7 @@ def layer_shapes(cfg: ModelConfig, width: float) -> list[dict]:
             c_out = out[i]
             layers.append({"name": f"branch{b}.conv{i}", "in": c_in, "out": c_out, "kernel": k, "length": length,
                            "macs": length * c_in * c_out * k, "weights": c_in * c_out * k,
-                           "bits": weight_bits(cfg.weight_quant)})
+                           "bits": weight_bits(cfg.block_weight_quant(i))})
             length, c_in = length // pool, c_out
     features = out[-1] * len(cfg.branches)
     layers.append({"name": "fc", "in": features, "out": cfg.n_classes, "kernel": 1, "length": 1,

@@ -11,6 +11,7 @@ import torch
 
 from streamhar import __version__
 from streamhar.datasets import get_dataset
+from streamhar.errors import UsageError
 from streamhar.models.bundle import save_bundle
 from streamhar.models.config import ModelConfig
 from streamhar.models.cost import macs, weight_bytes
@@ -20,13 +21,22 @@ from streamhar.models.har_cnn import HARNet
 from streamhar.models.train import History, TrainSettings, train
 
 
+def model_config(**fields) -> ModelConfig:
+    """A ModelConfig, with a user's inconsistent options reported as a usage error."""
+    try:
+        return ModelConfig(**fields)
+    except ValueError as exc:
+        raise UsageError(f"model options: {exc}") from None
+
+
 def fit(dataset: str, data_dir: Path, out: Path, *, task: str | None = None, fusion: str = "early",
         widths: tuple[float, ...] = (0.25, 0.5, 1.0), weight_quant: str = "ternary-eq",
         act_quant: str = "pact-u8", fc_weight_quant: str = "int8",
-        channels: tuple[int, ...] | None = None, window: int | None = None, stride: int | None = None,
+        channels: tuple[int, ...] | None = None, kernels: tuple[int, ...] | None = None,
+        pools: tuple[int, ...] | None = None, layer_weight_quant: tuple[str, ...] = (),
+        window: int | None = None, stride: int | None = None,
         settings: TrainSettings = TrainSettings(), on_epoch: Callable[[dict], None] | None = None,
         on_step: Callable[[float], None] | None = None, log: Callable[[str], None] = print) -> tuple[Path, History]:
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     d = DEFAULTS[dataset]
     window = window or d.window
     train_stride = stride or d.train_stride
@@ -42,9 +52,10 @@ def fit(dataset: str, data_dir: Path, out: Path, *, task: str | None = None, fus
     x_train, x_val = normalized(train_data.windows), normalized(val_data.windows)
     log(f"{dataset}: {len(x_train):,} training windows from {len(train_data.recordings)} recordings, "
         f"{len(x_val):,} validation windows; window {window} samples ({window / first.rate:g} s)")
-    cfg = ModelConfig(
+    cfg = model_config(
         in_channels=len(first.channels), n_classes=len(first.class_names), window=window,
-        channels=channels or d.channels, kernels=d.kernels, pools=d.pools, widths=tuple(widths),
+        channels=channels or d.channels, kernels=kernels or d.kernels, pools=pools or d.pools,
+        widths=tuple(widths), layer_weight_quant=tuple(layer_weight_quant),
         fusion=fusion, groups=sensor_groups(first) if fusion != "early" else (),
         weight_quant=weight_quant, fc_weight_quant=fc_weight_quant, act_quant=act_quant)
     model = HARNet(cfg)

@@ -26,7 +26,7 @@ class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, in_channels: int, index: int, widths_out: tuple[int, ...]):
         super().__init__()
         self.conv = SlimConv1d(in_channels, cfg.channels[index], cfg.kernels[index],
-                               make_weight_quantizer(cfg.weight_quant))
+                               make_weight_quantizer(cfg.block_weight_quant(index)))
         self.pool = nn.MaxPool1d(cfg.pools[index]) if cfg.pools[index] > 1 else nn.Identity()
         self.bn = SwitchableBatchNorm1d(widths_out)
         self.act = make_activation_quantizer(cfg.act_quant)
