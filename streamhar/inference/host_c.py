@@ -1,0 +1,347 @@
+"""The firmware's C kernels and runtime (`firmware/`), compiled for the host and called with ctypes.
+
+`HostCEngine(model).run(x, width)` runs the C inference path (`firmware/runtime/har_net.c`) and
+must equal `IntegerEngine(model).run(x, width)` bit for bit; the per-op wrappers below
+(`conv1d_ternary`, `maxpool1d`, `requantize`, ...) call one C kernel each
+(`firmware/kernels/har_kernels.c`) with the numpy conventions of `ops.py` (a batch axis first),
+so each kernel can be tested against its reference.
+
+The library `firmware/build/libstreamhar_host.so` is built on first use when it is missing or
+older than any source under `firmware/kernels` or `firmware/runtime`, with
+
+    gcc -std=c99 -O2 -Wall -Wextra -Werror -fPIC -shared -o libstreamhar_host.so <sources>
+
+(the compiler is `$CC` when set; `make -C firmware` builds the same file). `STREAMHAR_HOST_LIB`
+names a prebuilt library to load instead. A failed build is a `StreamharError` carrying the
+command and the compiler's stderr.
+"""
+from __future__ import annotations
+
+import ctypes as C
+import os
+import shlex
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from streamhar.errors import StreamharError
+
+from .model import IntegerModel
+from .packing import pack_ternary, row_bytes
+
+FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
+SOURCES = ("kernels/har_kernels.c", "runtime/har_net.c")
+HEADERS = ("kernels/har_kernels.h", "runtime/har_net.h")
+CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared")
+LIB_NAME = "libstreamhar_host.so"
+
+HAR_IN_S8, HAR_IN_U8 = 0, 1
+_ERRORS = {-1: "width index out of range", -2: "inconsistent network description",
+           -3: "scratch buffers too small"}
+
+_lock = threading.Lock()
+_lib: C.CDLL | None = None
+
+
+class HostCError(StreamharError):
+    """The host C library could not be built or loaded, or a C call refused its arguments."""
+
+
+# ---------------------------------------------------------------------------------- building
+
+def library_path(build_dir: Path | None = None) -> Path:
+    return (build_dir or FIRMWARE / "build") / LIB_NAME
+
+
+def compile_command(out: Path, cc: str | None = None) -> list[str]:
+    cc = cc or os.environ.get("CC") or "gcc"
+    return [*shlex.split(cc), *CFLAGS, "-o", str(out), *(str(FIRMWARE / s) for s in SOURCES)]
+
+
+def build_library(build_dir: Path | None = None, force: bool = False) -> Path:
+    """Compile the library unless it exists and is newer than every source and header."""
+    lib = library_path(build_dir)
+    inputs = [FIRMWARE / p for p in (*SOURCES, *HEADERS)]
+    missing = [str(p) for p in inputs if not p.exists()]
+    if missing:
+        raise HostCError(f"host C library: sources missing: {', '.join(missing)}")
+    newest = max(p.stat().st_mtime for p in inputs)
+    if not force and lib.exists() and lib.stat().st_mtime >= newest:
+        return lib
+    lib.parent.mkdir(parents=True, exist_ok=True)
+    # Compile to a temporary name, then rename: concurrent builders never load a half-written file.
+    fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=lib.parent)
+    os.close(fd)
+    cmd = compile_command(Path(tmp))
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    except OSError as e:
+        os.unlink(tmp)
+        raise HostCError(f"host C library: cannot run the compiler ({shlex.join(cmd)}): {e}") from None
+    if proc.returncode != 0:
+        os.unlink(tmp)
+        raise HostCError(f"host C library: compilation failed (exit {proc.returncode}): {shlex.join(cmd)}\n"
+                         f"{proc.stderr.strip()}")
+    os.replace(tmp, lib)
+    return lib
+
+
+def _declare(lib: C.CDLL) -> C.CDLL:
+    p, sz, i32, u32, i64 = C.c_void_p, C.c_size_t, C.c_int32, C.c_uint32, C.c_int64
+    sigs = {
+        "har_row_bytes": (sz, [sz, sz]),
+        "conv1d_ternary": (sz, [p, C.c_int, sz, sz, p, sz, sz, sz, sz, p]),
+        "maxpool1d": (sz, [p, sz, sz, sz, p]),
+        "requantize": (None, [p, sz, sz, p, p, p, i32, i32, p]),
+        "global_sum_pool": (None, [p, sz, sz, p]),
+        "fc_int8": (None, [p, sz, p, sz, sz, p]),
+        "requantize_logits": (None, [p, sz, p, p, p, p]),
+        "argmax_margin": (sz, [p, sz, C.POINTER(i64)]),
+        "har_net_scratch_size": (C.c_int, [C.POINTER(HarNet), C.POINTER(sz), C.POINTER(sz)]),
+        "har_net_run": (C.c_int, [C.POINTER(HarNet), u32, p, C.POINTER(HarScratch), p]),
+        "har_net_run_batch": (C.c_int, [C.POINTER(HarNet), u32, p, sz, C.POINTER(HarScratch), p]),
+    }
+    for name, (res, args) in sigs.items():
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = res, args
+    return lib
+
+
+def load_library() -> C.CDLL:
+    """The loaded library (built first if needed); one load per process."""
+    global _lib
+    with _lock:
+        if _lib is None:
+            path = os.environ.get("STREAMHAR_HOST_LIB")
+            path = Path(path) if path else build_library()
+            try:
+                _lib = _declare(C.CDLL(str(path)))
+            except (OSError, AttributeError) as e:
+                raise HostCError(f"host C library: cannot load {path}: {e}") from None
+        return _lib
+
+
+# ---------------------------------------------------------------------------------- structs
+
+class HarRequant(C.Structure):
+    _fields_ = [("m", C.c_void_p), ("shift", C.c_void_p), ("bias", C.c_void_p)]
+
+
+class HarNet(C.Structure):
+    _fields_ = [("n_blocks", C.c_uint32), ("in_channels", C.c_uint32), ("window", C.c_uint32),
+                ("n_classes", C.c_uint32), ("n_widths", C.c_uint32),
+                ("channels", C.c_void_p), ("kernels", C.c_void_p), ("pools", C.c_void_p),
+                ("padding", C.c_void_p), ("act_levels", C.c_void_p), ("conv", C.c_void_p),
+                ("fc", C.c_void_p), ("width_channels", C.c_void_p), ("requant", C.c_void_p),
+                ("fc_requant", C.c_void_p)]
+
+
+class HarScratch(C.Structure):
+    _fields_ = [("act", C.c_void_p * 2), ("act_len", C.c_size_t), ("acc", C.c_void_p), ("acc_len", C.c_size_t)]
+
+
+def _ptr(a: np.ndarray) -> int:
+    return a.ctypes.data
+
+
+def _arr(a, dtype) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(a), dtype=dtype)
+
+
+# ---------------------------------------------------------------------------------- engine
+
+class HostCEngine:
+    """The integer network run by the C runtime (`har_net_run_batch`); same interface as
+    `IntegerEngine.run`. Weights are packed once (`packing.pack_ternary`, the `.shm` layout) and
+    every table is handed to C as a pointer into a numpy buffer this object keeps alive."""
+
+    def __init__(self, model: IntegerModel, name: str = ""):
+        self.model = model
+        self.name = name or model.info.get("source", {}).get("bundle") or "the integer model"
+        self.lib = load_library()
+        a, info = model.arch, model.info
+        u32 = lambda v: _arr(v, np.uint32)
+        keep: list = []                                    # every buffer C points into
+        self._channels, self._kernels = u32(a["channels"]), u32(a["kernels"])
+        self._pools, self._padding, self._levels = u32(a["pools"]), u32(a["padding"]), u32(a["act_levels"])
+        self._packed = [np.ascontiguousarray(pack_ternary(w)) for w in model.conv]
+        for w, p in zip(model.conv, self._packed):
+            assert p.shape[1] == row_bytes(w.shape)
+        self._conv_ptrs = (C.c_void_p * len(self._packed))(*[_ptr(p) for p in self._packed])
+        self._fc = _arr(model.fc, np.int8)
+        self._width_channels = u32(info["width_channels"]).reshape(-1)
+        n_blocks, n_widths = len(a["channels"]), len(info["widths"])
+
+        def table(r) -> HarRequant:
+            m, s, b = _arr(r.m, np.int32), _arr(r.shift, np.int32), _arr(r.bias, np.int64)
+            keep.extend((m, s, b))
+            return HarRequant(_ptr(m), _ptr(s), _ptr(b))
+
+        self._requant = (HarRequant * (n_widths * n_blocks))(*[table(r) for tabs in model.requant for r in tabs])
+        self._fc_requant = (HarRequant * n_widths)(*[table(r) for r in model.fc_requant])
+        self._keep = keep
+        self.net = HarNet(n_blocks, a["in_channels"], a["window"], a["n_classes"], n_widths,
+                          _ptr(self._channels), _ptr(self._kernels), _ptr(self._pools), _ptr(self._padding),
+                          _ptr(self._levels), C.addressof(self._conv_ptrs), _ptr(self._fc),
+                          _ptr(self._width_channels), C.addressof(self._requant), C.addressof(self._fc_requant))
+        act_len, acc_len = C.c_size_t(), C.c_size_t()
+        rc = self.lib.har_net_scratch_size(C.byref(self.net), C.byref(act_len), C.byref(acc_len))
+        if rc != 0:
+            raise HostCError(f"{self.name}: har_net_scratch_size: {_ERRORS.get(rc, rc)}")
+        self._act = [np.zeros(act_len.value, np.uint8) for _ in range(2)]
+        self._acc = np.zeros(acc_len.value, np.int32)
+        self.scratch = HarScratch((C.c_void_p * 2)(_ptr(self._act[0]), _ptr(self._act[1])), act_len.value,
+                                  _ptr(self._acc), acc_len.value)
+        self._run_lock = threading.Lock()                  # one scratch set per engine
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        return self.model.arch["in_channels"], self.model.arch["window"]
+
+    @property
+    def scratch_sizes(self) -> tuple[int, int]:
+        """(elements of each uint8 activation buffer, elements of the int32 accumulator buffer)."""
+        return self.scratch.act_len, self.scratch.acc_len
+
+    def run(self, x: np.ndarray, width: float = 1.0) -> np.ndarray:
+        """int8 windows [N, C, L] or [C, L] → int32 logits [N, K] or [K], as `IntegerEngine.run`."""
+        c, length = self.input_shape
+        x = np.asarray(x)
+        if x.dtype != np.int8 or x.ndim not in (2, 3) or x.shape[-2:] != (c, length) or x.size == 0:
+            raise StreamharError(f"expected int8 windows of shape [N, {c}, {length}] (or one [{c}, {length}]) "
+                                 f"for {self.name}, got {x.dtype} {list(x.shape)}")
+        wi = self.model.width_index(width)
+        single = x.ndim == 2
+        xb = np.ascontiguousarray(x[None] if single else x)
+        logits = np.empty((xb.shape[0], self.model.arch["n_classes"]), np.int32)
+        with self._run_lock:
+            rc = self.lib.har_net_run_batch(C.byref(self.net), wi, _ptr(xb), xb.shape[0], C.byref(self.scratch),
+                                            _ptr(logits))
+        if rc != 0:
+            raise HostCError(f"{self.name}: har_net_run: {_ERRORS.get(rc, rc)}")
+        return logits[0] if single else logits
+
+    def classify(self, x: np.ndarray, width: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        return argmax_margin(self.run(x, width))
+
+
+# ---------------------------------------------------------------------------------- per-op wrappers
+# numpy in, numpy out, a batch axis first like ops.py; each calls its C kernel once per window.
+
+def _input(x: np.ndarray) -> tuple[np.ndarray, int]:
+    x = np.asarray(x)
+    if x.dtype == np.int8:
+        return np.ascontiguousarray(x), HAR_IN_S8
+    if x.dtype == np.uint8:
+        return np.ascontiguousarray(x), HAR_IN_U8
+    raise HostCError(f"conv1d_ternary: the C kernel reads int8 or uint8 codes, got {x.dtype}")
+
+
+def conv1d_ternary_packed(x: np.ndarray, packed: np.ndarray, k: int, padding: int, n_out: int | None = None
+                          ) -> np.ndarray:
+    """x int8/uint8 [B, n_in, T]; packed uint8 [O, R] (rows of a tensor with >= n_in input
+    channels: the kernel reads the codes of the first n_in); the first n_out rows (default O)."""
+    lib = load_library()
+    x, kind = _input(x)
+    packed = _arr(packed, np.uint8)
+    b, n_in, t_in = x.shape
+    n_out = packed.shape[0] if n_out is None else n_out
+    if n_out > packed.shape[0] or n_in * k > packed.shape[1] * 4:
+        raise HostCError(f"conv1d_ternary: slice [{n_out}, {n_in}·{k}] exceeds packed rows {list(packed.shape)}")
+    t_out = max(t_in + 2 * padding - k + 1, 0)
+    out = np.zeros((b, n_out, t_out), np.int32)
+    for i in range(b):
+        lib.conv1d_ternary(_ptr(x[i]), kind, n_in, t_in, _ptr(packed), packed.shape[1], n_out, k, padding,
+                           _ptr(out[i]))
+    return out
+
+
+def conv1d_ternary(x: np.ndarray, codes: np.ndarray, padding: int) -> np.ndarray:
+    """Same call as `ops.conv1d_ternary` (codes int8 [Cout, Cin, K]), packed first."""
+    codes = np.asarray(codes)
+    if codes.shape[1] != np.asarray(x).shape[1]:
+        raise ValueError(f"conv1d_ternary: input has {np.asarray(x).shape[1]} channels, weights expect {codes.shape[1]}")
+    return conv1d_ternary_packed(x, pack_ternary(codes), codes.shape[2], padding)
+
+
+def maxpool1d(acc: np.ndarray, pool: int) -> np.ndarray:
+    lib = load_library()
+    acc = _arr(acc, np.int32)
+    b, c, t = acc.shape
+    out = np.empty((b, c, t // pool), np.int32)
+    for i in range(b):
+        lib.maxpool1d(_ptr(acc[i]), c, t, pool, _ptr(out[i]))
+    return out
+
+
+def _tables(c: int, m, shift, bias) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (_arr(np.broadcast_to(np.asarray(m), (c,)), np.int32), _arr(np.broadcast_to(np.asarray(shift), (c,)), np.int32),
+            _arr(np.broadcast_to(np.asarray(bias), (c,)), np.int64))
+
+
+def requantize(acc: np.ndarray, m, shift, bias, lo: int, hi: int) -> np.ndarray:
+    """acc [B, C, T] or [B, C] → uint8 codes; [lo, hi] must lie in 0..255 (the C kernel's range)."""
+    if not (0 <= lo and hi <= 255):
+        raise HostCError(f"requantize: the C kernel writes uint8 codes, [lo, hi] = [{lo}, {hi}] does not fit")
+    lib = load_library()
+    acc = _arr(acc, np.int32)
+    flat = acc.reshape(acc.shape[0], acc.shape[1], -1)
+    b, c, t = flat.shape
+    m, s, bi = _tables(c, m, shift, bias)
+    out = np.empty(flat.shape, np.uint8)
+    for i in range(b):
+        lib.requantize(_ptr(flat[i]), c, t, _ptr(m), _ptr(s), _ptr(bi), lo, hi, _ptr(out[i]))
+    return out.reshape(acc.shape)
+
+
+def global_sum_pool(x: np.ndarray) -> np.ndarray:
+    lib = load_library()
+    x = _arr(x, np.uint8)
+    b, c, t = x.shape
+    out = np.empty((b, c), np.int32)
+    for i in range(b):
+        lib.global_sum_pool(_ptr(x[i]), c, t, _ptr(out[i]))
+    return out
+
+
+def fc_int8(features: np.ndarray, codes: np.ndarray, n_feat: int | None = None) -> np.ndarray:
+    """features int32 [B, n_feat]; codes int8 [K, C_full] of which the first n_feat columns are used."""
+    lib = load_library()
+    features, codes = _arr(features, np.int32), _arr(codes, np.int8)
+    b, n = features.shape
+    if n > codes.shape[1]:
+        raise ValueError(f"fc_int8: {n} features, weights have {codes.shape[1]} columns")
+    out = np.empty((b, codes.shape[0]), np.int32)
+    for i in range(b):
+        lib.fc_int8(_ptr(features[i]), n, _ptr(codes), codes.shape[1], codes.shape[0], _ptr(out[i]))
+    return out
+
+
+def requantize_logits(acc: np.ndarray, m, shift, bias) -> np.ndarray:
+    lib = load_library()
+    acc = _arr(acc, np.int32)
+    b, k = acc.shape
+    m, s, bi = _tables(k, m, shift, bias)
+    out = np.empty((b, k), np.int32)
+    for i in range(b):
+        lib.requantize_logits(_ptr(acc[i]), k, _ptr(m), _ptr(s), _ptr(bi), _ptr(out[i]))
+    return out
+
+
+def argmax_margin(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(class index int64, margin int64) per row of int32 logits [B, K] (or [K])."""
+    lib = load_library()
+    z = _arr(logits, np.int32)
+    if z.shape[-1] < 2:
+        raise ValueError("argmax_margin needs at least two classes")
+    flat = z.reshape(-1, z.shape[-1])
+    cls = np.empty(flat.shape[0], np.int64)
+    margin = np.empty(flat.shape[0], np.int64)
+    mg = C.c_int64()
+    for i in range(flat.shape[0]):
+        cls[i] = lib.argmax_margin(_ptr(flat[i]), flat.shape[1], C.byref(mg))
+        margin[i] = mg.value
+    return cls.reshape(z.shape[:-1]), margin.reshape(z.shape[:-1])

@@ -1,0 +1,196 @@
+"""The host C library (`firmware/` kernels and runtime via `streamhar.inference.host_c`) equals the
+numpy reference bit for bit: every kernel against its `ops.py` function on seeded random inputs
+(negative accumulators, shift 1 and 62, exact halves, saturation, all-zero channels, narrow width
+slices of packed rows, ties), and `HostCEngine` against `IntegerEngine` on a tiny exported model
+and on every validation window of both bundled models, at every width."""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from streamhar.errors import StreamharError
+from streamhar.inference import IntegerEngine, export_bundle, ops
+from streamhar.inference import host_c
+from streamhar.inference.host_c import HostCEngine, HostCError
+from streamhar.inference.packing import pack_ternary
+
+from test_int_engine import make_bundle, synthetic
+
+I32 = np.iinfo(np.int32)
+
+
+def ternary(rng, shape, p_zero=0.5) -> np.ndarray:
+    codes = rng.choice(np.array([-1, 0, 1], np.int8), size=shape, p=[(1 - p_zero) / 2, p_zero, (1 - p_zero) / 2])
+    return codes.astype(np.int8)
+
+
+def test_library_builds_and_a_broken_build_names_the_command(tmp_path, monkeypatch):
+    lib = host_c.build_library()
+    assert lib.exists() and lib.name == "libstreamhar_host.so"
+    assert host_c.build_library() == lib                        # up to date: no rebuild
+    monkeypatch.setenv("CC", "gcc -include /nonexistent/missing_header.h")
+    with pytest.raises(HostCError, match=r"compilation failed.*gcc -include /nonexistent.*-std=c99(.|\n)*missing_header"):
+        host_c.build_library(tmp_path, force=True)
+    assert not list(tmp_path.iterdir())                         # no half-built file left behind
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8])
+def test_conv1d_ternary_reads_packed_rows_and_width_slices(dtype):
+    rng = np.random.default_rng(1)
+    info = np.iinfo(dtype)
+    for trial in range(60):
+        c_in, c_out, k = rng.integers(1, 12), rng.integers(1, 10), int(rng.integers(1, 8))
+        padding = int(rng.integers(0, 4))
+        t = int(rng.integers(max(1, k - 2 * padding), 40))
+        codes = ternary(rng, (c_out, c_in, k), p_zero=rng.uniform(0, 0.9))
+        codes[rng.integers(c_out)] = 0                          # an all-zero output channel
+        packed = pack_ternary(codes)
+        n_out, n_in = int(rng.integers(1, c_out + 1)), int(rng.integers(1, c_in + 1))
+        x = rng.integers(info.min, info.max + 1, (3, n_in, t)).astype(dtype)
+        if trial % 7 == 0:
+            x[:] = info.min if dtype == np.int8 else info.max     # extremes everywhere
+        got = host_c.conv1d_ternary_packed(x, packed, k, padding, n_out)
+        want = ops.conv1d_ternary(x, codes[:n_out, :n_in], padding)
+        assert got.dtype == np.int32 and np.array_equal(got, want), (trial, c_in, c_out, k, padding, t, n_out, n_in)
+        if n_out == c_out and n_in == c_in:
+            assert np.array_equal(host_c.conv1d_ternary(x, codes, padding), want)
+
+
+def test_maxpool1d():
+    rng = np.random.default_rng(2)
+    for pool in (1, 2, 3, 4):
+        for t in (pool, 7, 16, 33):
+            acc = rng.integers(I32.min, I32.max, (2, 5, t), endpoint=True).astype(np.int32)
+            acc[0, 1] = I32.min
+            assert np.array_equal(host_c.maxpool1d(acc, pool), ops.maxpool1d(acc, pool))
+
+
+def requant_case(rng, c, shift_range=(1, 62)):
+    m = rng.integers(-(2 ** 30), 2 ** 30, c, endpoint=True).astype(np.int32)
+    m[: c // 3] = rng.integers(-4, 5, c // 3)                    # small m: exact halves of small values
+    shift = rng.integers(*shift_range, c, endpoint=True).astype(np.int32)
+    shift[0], shift[-1] = shift_range
+    bias = rng.integers(-(2 ** 61), 2 ** 61, c).astype(np.int64)
+    bias[1::2] //= np.int64(1) << rng.integers(0, 60, len(bias[1::2]))
+    return m, shift, bias
+
+
+def test_requantize_rounding_clamping_and_shift_edges():
+    rng = np.random.default_rng(3)
+    for trial in range(40):
+        c, t = int(rng.integers(2, 12)), int(rng.integers(1, 30))
+        acc = rng.integers(I32.min, I32.max, (3, c, t), endpoint=True).astype(np.int32)
+        acc[1] = rng.integers(-9, 10, (c, t))                   # small, negative: halves round up
+        shift_range = [(1, 62), (1, 3), (20, 40), (55, 62)][trial % 4]
+        m, shift, bias = requant_case(rng, c, shift_range)
+        hi = [255, 3, 15, 1][trial % 4]
+        got = host_c.requantize(acc, m, shift, bias, 0, hi)
+        assert np.array_equal(got, ops.requantize(acc, m, shift, bias, 0, hi))
+    # exact halves at shift 1: (m·acc + 1) >> 1 for acc = −3..3 is round half up, arithmetic
+    acc = np.arange(-3, 4, dtype=np.int32)[None, None]
+    one = np.ones(1, np.int32)
+    assert np.array_equal(host_c.requantize(acc, one, one, np.zeros(1, np.int64) + 4, 0, 255),
+                          ops.requantize(acc, one, one, np.zeros(1, np.int64) + 4, 0, 255))
+    # a [B, C] accumulator and a scalar shift, as ops.requantize accepts
+    acc2 = rng.integers(-1000, 1000, (4, 6)).astype(np.int32)
+    m2, _, b2 = requant_case(rng, 6)
+    assert np.array_equal(host_c.requantize(acc2, m2, 7, b2 // 2 ** 40, 0, 255), ops.requantize(acc2, m2, 7, b2 // 2 ** 40, 0, 255))
+
+
+def test_requantize_logits_saturates():
+    rng = np.random.default_rng(4)
+    for trial in range(40):
+        k = int(rng.integers(2, 20))
+        acc = rng.integers(I32.min, I32.max, (5, k), endpoint=True).astype(np.int32)
+        m, shift, bias = requant_case(rng, k, [(1, 62), (1, 4), (10, 30)][trial % 3])
+        got = host_c.requantize_logits(acc, m, shift, bias)
+        want = ops.requantize_logits(acc, m, shift, bias)
+        assert got.dtype == np.int32 and np.array_equal(got, want)
+    big = np.array([[I32.max, I32.min]], np.int32)
+    sat = host_c.requantize_logits(big, np.full(2, 2 ** 30, np.int32), np.ones(2, np.int32), np.zeros(2, np.int64))
+    assert sat.tolist() == [[I32.max, I32.min]]
+
+
+def test_global_sum_pool_and_fc_int8_with_narrow_slices():
+    rng = np.random.default_rng(5)
+    for t in (1, 7, 125):
+        x = rng.integers(0, 256, (3, 9, t)).astype(np.uint8)
+        x[:, 4] = 0                                             # an all-zero channel
+        x[0, 2] = 255
+        assert np.array_equal(host_c.global_sum_pool(x), ops.global_sum_pool(x))
+    for n_feat in (1, 5, 32):
+        codes = rng.integers(-127, 128, (11, 32)).astype(np.int8)
+        feats = rng.integers(0, 255 * 125, (4, n_feat)).astype(np.int32)
+        feats[0] = 255 * 125
+        assert np.array_equal(host_c.fc_int8(feats, codes, n_feat), ops.fc_int8(feats, codes[:, :n_feat]))
+
+
+def test_argmax_margin_ties_and_extremes():
+    rng = np.random.default_rng(6)
+    z = rng.integers(-3, 4, (500, 5)).astype(np.int32)         # many ties
+    z[0] = [I32.max, I32.min, I32.min, I32.min, I32.min]        # margin beyond int32
+    z[1] = 7
+    z[2] = [I32.min] * 5
+    wide = rng.integers(I32.min, I32.max, (200, 19), endpoint=True).astype(np.int32)
+    for logits in (z, wide, z[3]):
+        cls, margin = host_c.argmax_margin(logits)
+        want_cls, want_margin = ops.argmax_margin(logits)
+        assert np.array_equal(cls, want_cls) and np.array_equal(margin, want_margin)
+    assert host_c.argmax_margin(z[0])[1] == 2 ** 32 - 1 and host_c.argmax_margin(z[1]) == (0, 0)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return export_bundle(make_bundle())
+
+
+def test_host_engine_equals_integer_engine_on_the_tiny_model(tiny_model):
+    ref, c = IntegerEngine(tiny_model), HostCEngine(tiny_model)
+    x = ref.quantize(synthetic(np.random.default_rng(7), 300) * np.float32(8))   # 8×: into the clamp
+    assert (x == -128).any() and (x == 127).any()               # the int8 clamp is exercised
+    for width in tiny_model.widths:
+        got, want = c.run(x, width), ref.run(x, width)
+        assert got.dtype == np.int32 and got.shape == want.shape and np.array_equal(got, want), width
+        assert np.array_equal(c.run(x[5], width), want[5])      # one window [C, L]
+        cls, margin = c.classify(x, width)
+        assert np.array_equal(cls, ref.classify(x, width)[0]) and np.array_equal(margin, ref.classify(x, width)[1])
+
+
+def test_host_engine_refuses_bad_inputs(tiny_model):
+    c = HostCEngine(tiny_model)
+    with pytest.raises(StreamharError, match="expected int8 windows"):
+        c.run(np.zeros((2, 6, 64), np.float32))
+    with pytest.raises(StreamharError, match="expected int8 windows"):
+        c.run(np.zeros((2, 5, 64), np.int8))
+    with pytest.raises(StreamharError, match="not one of the model's widths"):
+        c.run(np.zeros((2, 6, 64), np.int8), 0.3)
+
+
+@pytest.mark.parametrize("name", ["dsads", "usc-had"])
+def test_host_engine_equals_integer_engine_on_every_validation_window(name, data_dir):
+    from streamhar.models.bundle import load_bundle
+    from streamhar.models.data import load_split
+
+    bundle = load_bundle(f"bundled:{name}")
+    model = export_bundle(bundle)
+    ref, c = IntegerEngine(model), HostCEngine(model)
+    meta = bundle.meta
+    split = load_split(meta["dataset"], data_dir, "validation", meta["window"], meta["stride"], meta.get("task"),
+                       channel_names=bundle.channels)
+    subjects = {r.subject for r in split.recordings}
+    assert subjects == ({"p6"} if name == "dsads" else {"11", "12"})
+    x = ref.quantize(split.windows.x)
+    assert len(x) > 100
+    # Windows are independent (engine.py), so the numpy reference runs in chunks on every core
+    # (its int64 matmul releases the GIL) while the C library (ctypes releases the GIL) runs too.
+    chunks = np.array_split(np.arange(len(x)), max(2, 4 * (os.cpu_count() or 1)))
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        futures = {w: (pool.submit(c.run, x, w), [pool.submit(ref.run, x[i], w) for i in chunks])
+                   for w in model.widths}
+    for width, (c_future, ref_futures) in futures.items():
+        got, want = c_future.result(), np.concatenate([f.result() for f in ref_futures])
+        mismatch = np.flatnonzero((got != want).any(axis=1))
+        assert not mismatch.size, f"{name} width {width}: {mismatch.size} of {len(x)} windows differ, first {mismatch[:5]}"

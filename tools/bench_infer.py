@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Inference speed, side by side in one run: fp32 torch vs numpy integer engine vs host C library
+vs the cascade, at batch 1 (per-window latency) and batch 256 (throughput).
+
+    python tools/bench_infer.py [bundled:usc-had bundled:dsads] [--repeats 200]
+
+The fp32 model is a HARNet of the same shape with fp32 weights and ReLU (eager, CPU, one thread,
+`torch.no_grad`, eval mode). Real validation windows are used so the cascade escalates as it
+would. Prints a Markdown block for docs/BENCHMARKS.md; figures are medians, ratios are against
+fp32 torch in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from streamhar.datasets.paths import resolve_data_dir
+from streamhar.inference import IntegerEngine, export_bundle
+from streamhar.inference.cascade import Cascade
+from streamhar.models.bundle import load_bundle
+from streamhar.models.cost import macs
+from streamhar.models.data import load_split
+from streamhar.models.har_cnn import HARNet
+
+
+def median_seconds(fn, repeats: int) -> float:
+    fn()                                            # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def suggested_threshold(engine, x_int, split, bundle, cost) -> int:
+    """The cheapest threshold within 0.5 point of the full width's macro-F1 (as `streamhar sweep`)."""
+    from streamhar.inference import ops
+    from streamhar.inference.cascade import sweep, threshold_grid
+    small, full = engine.run(x_int, bundle.config.widths[0]), engine.run(x_int, 1.0)
+    y, names = split.windows.y, bundle.class_names
+    rows = sweep(small, full, y, names, cost[bundle.config.widths[0]], cost[1.0],
+                 threshold_grid(ops.argmax_margin(small)[1]))
+    full_f1 = sweep(full, full, y, names, 0, 0, [-1])[0]["macro_f1"]
+    ok = [r for r in rows if r["macro_f1"] >= full_f1 - 0.005]
+    return min(ok, key=lambda r: r["mean_macs"])["threshold"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundles", nargs="*", default=["bundled:usc-had", "bundled:dsads"])
+    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--threshold", type=int, help="cascade threshold (default: from `streamhar sweep`)")
+    parser.add_argument("--data-dir", default=os.environ.get("STREAMHAR_DATA"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    data_dir = resolve_data_dir(args.data_dir)
+    try:
+        from streamhar.inference.host_c import HostCEngine
+    except ImportError:
+        HostCEngine = None
+
+    print(f"### Inference — {datetime.date.today().isoformat()}\n")
+    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores (benchmark on 1 thread), Python "
+          f"{platform.python_version()}, torch {torch.__version__}. Command: `python tools/bench_infer.py "
+          f"{' '.join(args.bundles)} --repeats {args.repeats}`.\n")
+    print("| model | runtime | batch 1: ms/window | × vs fp32 torch | batch 256: windows/s | × vs fp32 torch |")
+    print("|---|---|---:|---:|---:|---:|")
+    for name in args.bundles:
+        bundle = load_bundle(name)
+        meta = bundle.meta
+        split = load_split(meta["dataset"], data_dir, "validation", meta["window"], meta["stride"],
+                           meta.get("task"), channel_names=bundle.channels)
+        x_float = torch.from_numpy(bundle.normalize(split.windows.x))
+        fp32 = HARNet(dataclasses.replace(bundle.config, weight_quant="fp32", fc_weight_quant="fp32",
+                                          act_quant="fp32", layer_weight_quant=())).eval()
+        engine = IntegerEngine(export_bundle(bundle), name=name)
+        x_int = engine.quantize(split.windows.x)
+        cost = {w: macs(bundle.config, w) for w in bundle.config.widths}
+        threshold = args.threshold if args.threshold is not None else suggested_threshold(engine, x_int, split, bundle, cost)
+        cascade = Cascade(engine, cost, threshold)
+        b1, b256 = slice(0, 1), slice(0, min(256, len(x_int)))
+        n256 = b256.stop
+        runtimes = [("fp32 torch (eager)", lambda s: fp32(x_float[s], 1.0))]
+        runtimes.append(("int numpy engine", lambda s: engine.run(x_int[s], 1.0)))
+        if HostCEngine is not None:
+            host = HostCEngine(engine.model)
+            runtimes.append(("host C library", lambda s: host.run(x_int[s], 1.0)))
+        runtimes.append((f"cascade numpy (threshold {threshold})", lambda s: cascade.process(x_int[s])))
+        with torch.no_grad():
+            base1 = base256 = None
+            for label, fn in runtimes:
+                t1 = median_seconds(lambda: fn(b1), args.repeats)
+                t256 = median_seconds(lambda: fn(b256), max(3, args.repeats // 20))
+                base1, base256 = base1 or t1, base256 or t256
+                print(f"| {name} | {label} | {t1 * 1e3:.3f} | {base1 / t1:.2f} | {n256 / t256:,.0f} | "
+                      f"{base256 / t256:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
