@@ -19,7 +19,6 @@ import platform
 import statistics
 import time
 
-import numpy as np
 import torch
 
 from streamhar.datasets.paths import resolve_data_dir
