@@ -147,8 +147,9 @@ def tiny_model():
     return export_bundle(make_bundle())
 
 
-def test_host_engine_equals_integer_engine_on_the_tiny_model(tiny_model):
-    ref, c = IntegerEngine(tiny_model), HostCEngine(tiny_model)
+@pytest.mark.parametrize("dense", [True, False], ids=["dense", "packed"])
+def test_host_engine_equals_integer_engine_on_the_tiny_model(tiny_model, dense):
+    ref, c = IntegerEngine(tiny_model), HostCEngine(tiny_model, dense=dense)
     x = ref.quantize(synthetic(np.random.default_rng(7), 300) * np.float32(8))   # 8×: into the clamp
     assert (x == -128).any() and (x == 127).any()               # the int8 clamp is exercised
     for width in tiny_model.widths:
@@ -190,7 +191,9 @@ def test_host_engine_equals_integer_engine_on_every_validation_window(name, data
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         futures = {w: (pool.submit(c.run, x, w), [pool.submit(ref.run, x[i], w) for i in chunks])
                    for w in model.widths}
+    packed = HostCEngine(model, dense=False)      # the firmware's path: weights read packed
     for width, (c_future, ref_futures) in futures.items():
         got, want = c_future.result(), np.concatenate([f.result() for f in ref_futures])
         mismatch = np.flatnonzero((got != want).any(axis=1))
         assert not mismatch.size, f"{name} width {width}: {mismatch.size} of {len(x)} windows differ, first {mismatch[:5]}"
+        assert np.array_equal(packed.run(x, width), want), f"{name} width {width}: packed path differs"

@@ -99,12 +99,136 @@ size_t conv1d_ternary(const void *x, har_in_type x_type, size_t n_in, size_t t_i
     return t_out;
 }
 
+/*
+ * The dense fast path of conv1d_ternary (host library; any target with room for the decoded
+ * weights). The convolution is computed as a matrix product acc[o][t] = Σ_j wd[o][j]·col[t][j]
+ * over j = c·K + k (the packed code order), with the weights decoded once into int16 rows
+ * (har_decode_ternary) and each window's padded input unrolled into int16 rows (har_im2col).
+ * Rows are padded with zeros to a multiple of HAR_COL_ALIGN, so the contiguous int16 dot
+ * products vectorise without a tail. Integer adds are exact and order-independent: the result
+ * equals conv1d_ternary's bit for bit.
+ */
+size_t har_col_stride(size_t n_in, size_t k)
+{
+    return (n_in * k + HAR_COL_ALIGN - 1u) / HAR_COL_ALIGN * HAR_COL_ALIGN;
+}
+
+void har_decode_ternary(const uint8_t *w_packed, size_t row_bytes, size_t n_out, size_t n_in, size_t k,
+                        size_t stride, int16_t *wd)
+{
+    size_t o, j, n = n_in * k;
+    for (o = 0; o < n_out; ++o) {
+        const uint8_t *row = w_packed + o * row_bytes;
+        int16_t *d = wd + o * stride;
+        for (j = 0; j < n; ++j)
+            d[j] = (int16_t)har_code(row, j);
+        for (; j < stride; ++j)
+            d[j] = 0;
+    }
+}
+
+#define HAR_IM2COL_ROW(K)                                                                       \
+    for (c = 0; c < n_in; ++c, r += (K), xp += t_in)                                            \
+        for (kk = 0; kk < (K); ++kk)                                                            \
+            r[kk] = (int16_t)xp[kk]
+
+#define HAR_IM2COL_BODY(T)                                                                      \
+    do {                                                                                        \
+        const T *xs = (const T *)x;                                                             \
+        for (t = 0; t < t_out; ++t) {                                                           \
+            int16_t *r = col + t * stride;                                                      \
+            if (t >= padding && t + k <= t_in + padding) {                                      \
+                const T *xp = xs + (t - padding);                                               \
+                switch (k) { /* constant tap counts: unrolled copies */                          \
+                case 3u: HAR_IM2COL_ROW(3u); break;                                             \
+                case 5u: HAR_IM2COL_ROW(5u); break;                                             \
+                case 7u: HAR_IM2COL_ROW(7u); break;                                             \
+                default: HAR_IM2COL_ROW(k); break;                                              \
+                }                                                                               \
+            } else {                                                                            \
+                for (c = 0; c < n_in; ++c, r += k)                                              \
+                    for (kk = 0; kk < k; ++kk) {                                                \
+                        size_t i = t + kk; /* index into the padded input */                    \
+                        r[kk] = (i < padding || i >= t_in + padding)                            \
+                                    ? (int16_t)0                                                \
+                                    : (int16_t)xs[c * t_in + (i - padding)];                    \
+                    }                                                                           \
+            }                                                                                   \
+            for (j = n_in * k; j < stride; ++j)                                                 \
+                col[t * stride + j] = 0;                                                        \
+        }                                                                                       \
+    } while (0)
+
+size_t har_im2col(const void *x, har_in_type x_type, size_t n_in, size_t t_in, size_t k, size_t padding,
+                  size_t stride, int16_t *col)
+{
+    size_t t_out, t, c, kk, j;
+    if (k == 0 || t_in + 2u * padding < k)
+        return 0;
+    t_out = t_in + 2u * padding - k + 1u;
+    if (x_type == HAR_IN_S8)
+        HAR_IM2COL_BODY(int8_t);
+    else
+        HAR_IM2COL_BODY(uint8_t);
+    return t_out;
+}
+
+/* Four output rows at a time: each input row is loaded once for four dot products. */
+void har_gemm_s16(const int16_t *wd, const int16_t *col, size_t n_out, size_t t_out, size_t stride,
+                  int32_t *acc)
+{
+    size_t o = 0, t, j;
+    for (; o + 4u <= n_out; o += 4u) {
+        const int16_t *restrict w0 = wd + o * stride;
+        const int16_t *restrict w1 = w0 + stride;
+        const int16_t *restrict w2 = w1 + stride;
+        const int16_t *restrict w3 = w2 + stride;
+        for (t = 0; t < t_out; ++t) {
+            const int16_t *restrict xr = col + t * stride;
+            int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (j = 0; j < stride; ++j) {
+                int32_t v = xr[j];
+                s0 += (int32_t)w0[j] * v;
+                s1 += (int32_t)w1[j] * v;
+                s2 += (int32_t)w2[j] * v;
+                s3 += (int32_t)w3[j] * v;
+            }
+            acc[o * t_out + t] = s0;
+            acc[(o + 1u) * t_out + t] = s1;
+            acc[(o + 2u) * t_out + t] = s2;
+            acc[(o + 3u) * t_out + t] = s3;
+        }
+    }
+    for (; o < n_out; ++o) {
+        const int16_t *restrict w0 = wd + o * stride;
+        for (t = 0; t < t_out; ++t) {
+            const int16_t *restrict xr = col + t * stride;
+            int32_t s0 = 0;
+            for (j = 0; j < stride; ++j)
+                s0 += (int32_t)w0[j] * xr[j];
+            acc[o * t_out + t] = s0;
+        }
+    }
+}
+
 size_t maxpool1d(const int32_t *acc, size_t c, size_t t_in, size_t pool, int32_t *out)
 {
     size_t t_out, ch, t, p;
     if (pool == 0)
         return 0;
     t_out = t_in / pool;
+    if (pool == 2u) {   /* the common case, unrolled (in place stays safe: y[t] is written after
+                           a[2t], a[2t+1] are read, and 2t >= t) */
+        for (ch = 0; ch < c; ++ch) {
+            const int32_t *a = acc + ch * t_in;
+            int32_t *y = out + ch * t_out;
+            for (t = 0; t < t_out; ++t) {
+                int32_t u = a[2u * t], v = a[2u * t + 1u];
+                y[t] = v > u ? v : u;
+            }
+        }
+        return t_out;
+    }
     for (ch = 0; ch < c; ++ch) {
         const int32_t *a = acc + ch * t_in;
         int32_t *y = out + ch * t_out;
@@ -142,6 +266,22 @@ void requantize(const int32_t *acc, size_t c, size_t t, const int32_t *m, const 
     for (ch = 0; ch < c; ++ch) {
         const int32_t *a = acc + ch * t;
         uint8_t *y = out + ch * t;
+        if (shift[ch] >= 1 && shift[ch] <= 62) {
+            /* Branch-free floor shift, so the loop vectorises: with u = v + 2^63 (mod 2^64, i.e. v
+             * mapped order-preserving onto 0..2^64−1), floor(v/2^s) = floor(u/2^s) − 2^(63−s)
+             * exactly, since 2^s divides 2^63; u >> s < 2^63 fits int64. Same value as har_asr. */
+            const int64_t mm = m[ch], b = bias[ch] + ((int64_t)1 << (shift[ch] - 1));
+            const int64_t sub = (int64_t)1 << (63 - shift[ch]);
+            const unsigned s = (unsigned)shift[ch];
+            for (i = 0; i < t; ++i) {
+                int64_t v = mm * (int64_t)a[i] + b;
+                int64_t q = (int64_t)((((uint64_t)v) + ((uint64_t)1 << 63)) >> s) - sub;
+                q = q < lo ? lo : q;
+                q = q > hi ? hi : q;
+                y[i] = (uint8_t)q;
+            }
+            continue;
+        }
         for (i = 0; i < t; ++i) {
             int64_t v = har_rescale(a[i], m[ch], shift[ch], bias[ch]);
             if (v < lo)

@@ -91,3 +91,120 @@ int har_net_run_batch(const har_net *net, uint32_t width, const int8_t *x, size_
     }
     return HAR_OK;
 }
+
+/* ------------------------------------------------------------------ dense fast path (host) */
+
+/* Checks width and the network as har_net_run does; HAR_OK or an error code. */
+static int har_net_check(const har_net *net, uint32_t width)
+{
+    size_t act, acc, i;
+    const uint32_t *wc;
+    int rc;
+    if (width >= net->n_widths)
+        return HAR_ERR_WIDTH;
+    rc = har_net_scratch_size(net, &act, &acc);
+    if (rc != HAR_OK)
+        return rc;
+    wc = net->width_channels + (size_t)width * net->n_blocks;
+    for (i = 0; i < net->n_blocks; ++i)
+        if (wc[i] < 1u || wc[i] > net->channels[i])
+            return HAR_ERR_SHAPE;
+    return HAR_OK;
+}
+
+size_t har_net_weights_len(const har_net *net, uint32_t width)
+{
+    size_t i, n = 0, n_in = net->in_channels;
+    const uint32_t *wc;
+    if (har_net_check(net, width) != HAR_OK)
+        return 0;
+    wc = net->width_channels + (size_t)width * net->n_blocks;
+    for (i = 0; i < net->n_blocks; ++i) {
+        n += (size_t)wc[i] * har_col_stride(n_in, net->kernels[i]);
+        n_in = wc[i];
+    }
+    return n;
+}
+
+int har_net_decode_weights(const har_net *net, uint32_t width, int16_t *w, size_t len)
+{
+    size_t i, n_in = net->in_channels;
+    const uint32_t *wc;
+    int rc = har_net_check(net, width);
+    if (rc != HAR_OK)
+        return rc;
+    if (len < har_net_weights_len(net, width))
+        return HAR_ERR_SCRATCH;
+    wc = net->width_channels + (size_t)width * net->n_blocks;
+    for (i = 0; i < net->n_blocks; ++i) {
+        size_t c_full_in = i == 0 ? net->in_channels : net->channels[i - 1];
+        size_t stride = har_col_stride(n_in, net->kernels[i]);
+        har_decode_ternary(net->conv[i], har_row_bytes(c_full_in, net->kernels[i]), wc[i], n_in, net->kernels[i],
+                           stride, w);
+        w += (size_t)wc[i] * stride;
+        n_in = wc[i];
+    }
+    return HAR_OK;
+}
+
+size_t har_net_col_len(const har_net *net)
+{
+    size_t i, t = net->window, n = 0;
+    for (i = 0; i < net->n_blocks; ++i) {
+        size_t c_full_in = i == 0 ? net->in_channels : net->channels[i - 1];
+        size_t tc = har_conv_len(t, net->kernels[i], net->padding[i]);
+        size_t len = tc * har_col_stride(c_full_in, net->kernels[i]);
+        if (len > n)
+            n = len;
+        t = net->pools[i] ? tc / net->pools[i] : 0;
+    }
+    return n;
+}
+
+int har_net_run_dense(const har_net *net, uint32_t width, const int16_t *w, int16_t *col, size_t col_len,
+                      const int8_t *x, const har_scratch *scratch, int32_t *logits)
+{
+    return har_net_run_batch_dense(net, width, w, col, col_len, x, 1u, scratch, logits);
+}
+
+int har_net_run_batch_dense(const har_net *net, uint32_t width, const int16_t *w, int16_t *col, size_t col_len,
+                            const int8_t *x, size_t n, const har_scratch *scratch, int32_t *logits)
+{
+    size_t need_act, need_acc, b, in_len = (size_t)net->in_channels * net->window;
+    const uint32_t *wc;
+    int rc = har_net_check(net, width);
+    if (rc != HAR_OK)
+        return rc;
+    har_net_scratch_size(net, &need_act, &need_acc);
+    if (scratch->act_len < need_act || scratch->acc_len < need_acc || col_len < har_net_col_len(net))
+        return HAR_ERR_SCRATCH;
+    wc = net->width_channels + (size_t)width * net->n_blocks;
+    for (b = 0; b < n; ++b) {
+        const void *in = x + b * in_len;
+        har_in_type in_type = HAR_IN_S8;
+        size_t i, n_in = net->in_channels, t = net->window;
+        const int16_t *wb = w;
+        const har_requant *fr = net->fc_requant + width;
+        for (i = 0; i < net->n_blocks; ++i) {
+            size_t n_out = wc[i];
+            size_t stride = har_col_stride(n_in, net->kernels[i]);
+            const har_requant *r = net->requant + (size_t)width * net->n_blocks + i;
+            uint8_t *out = scratch->act[i % 2u];
+            size_t tc = har_im2col(in, in_type, n_in, t, net->kernels[i], net->padding[i], stride, col);
+            size_t tp;
+            har_gemm_s16(wb, col, n_out, tc, stride, scratch->acc);
+            tp = maxpool1d(scratch->acc, n_out, tc, net->pools[i], scratch->acc);
+            requantize(scratch->acc, n_out, tp, r->m, r->shift, r->bias, 0, (int32_t)net->act_levels[i], out);
+            wb += n_out * stride;
+            in = out;
+            in_type = HAR_IN_U8;
+            n_in = n_out;
+            t = tp;
+        }
+        global_sum_pool((const uint8_t *)in, n_in, t, scratch->acc);
+        fc_int8(scratch->acc, n_in, net->fc, net->channels[net->n_blocks - 1], net->n_classes, scratch->acc + n_in);
+        requantize_logits(scratch->acc + n_in, net->n_classes, fr->m, fr->shift, fr->bias,
+                          logits + b * net->n_classes);
+    }
+    return HAR_OK;
+}

@@ -9,9 +9,10 @@ so each kernel can be tested against its reference.
 The library `firmware/build/libstreamhar_host.so` is built on first use when it is missing or
 older than any source under `firmware/kernels` or `firmware/runtime`, with
 
-    gcc -std=c99 -O2 -Wall -Wextra -Werror -fPIC -shared -o libstreamhar_host.so <sources>
+    gcc -std=c99 -O3 -march=native -Wall -Wextra -Werror -fPIC -shared -o libstreamhar_host.so <sources>
 
-(the compiler is `$CC` when set; `make -C firmware` builds the same file). `STREAMHAR_HOST_LIB`
+(`$STREAMHAR_HOST_CFLAGS` replaces `-O3 -march=native`, e.g. for a library built for another
+machine) and the compiler is `$CC` when set; `make -C firmware` builds the same file. `STREAMHAR_HOST_LIB`
 names a prebuilt library to load instead. A failed build is a `StreamharError` carrying the
 command and the compiler's stderr.
 """
@@ -35,7 +36,11 @@ from .packing import pack_ternary, row_bytes
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
 SOURCES = ("kernels/har_kernels.c", "runtime/har_net.c")
 HEADERS = ("kernels/har_kernels.h", "runtime/har_net.h")
-CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared")
+# -O3 -march=native: the host library is compiled on the machine that runs it (the C stays
+# portable C99; the firmware builds use their own flags). $STREAMHAR_HOST_CFLAGS, when set,
+# replaces "-O3 -march=native" (e.g. "-O2" for a library copied to another machine).
+_OPT = tuple(os.environ.get("STREAMHAR_HOST_CFLAGS", "-O3 -march=native").split())
+CFLAGS = ("-std=c99", *_OPT, "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared")
 LIB_NAME = "libstreamhar_host.so"
 
 HAR_IN_S8, HAR_IN_U8 = 0, 1
@@ -69,7 +74,11 @@ def build_library(build_dir: Path | None = None, force: bool = False) -> Path:
     if missing:
         raise HostCError(f"host C library: sources missing: {', '.join(missing)}")
     newest = max(p.stat().st_mtime for p in inputs)
-    if not force and lib.exists() and lib.stat().st_mtime >= newest:
+    # The command is recorded beside the library: new flags (or compiler) mean a rebuild too.
+    stamp = lib.with_name(lib.name + ".cmd")
+    wanted = shlex.join(compile_command(lib))
+    current = stamp.read_text() if stamp.exists() else ""
+    if not force and lib.exists() and lib.stat().st_mtime >= newest and current == wanted:
         return lib
     lib.parent.mkdir(parents=True, exist_ok=True)
     # Compile to a temporary name, then rename: concurrent builders never load a half-written file.
@@ -86,6 +95,7 @@ def build_library(build_dir: Path | None = None, force: bool = False) -> Path:
         raise HostCError(f"host C library: compilation failed (exit {proc.returncode}): {shlex.join(cmd)}\n"
                          f"{proc.stderr.strip()}")
     os.replace(tmp, lib)
+    stamp.write_text(wanted)
     return lib
 
 
@@ -103,6 +113,10 @@ def _declare(lib: C.CDLL) -> C.CDLL:
         "har_net_scratch_size": (C.c_int, [C.POINTER(HarNet), C.POINTER(sz), C.POINTER(sz)]),
         "har_net_run": (C.c_int, [C.POINTER(HarNet), u32, p, C.POINTER(HarScratch), p]),
         "har_net_run_batch": (C.c_int, [C.POINTER(HarNet), u32, p, sz, C.POINTER(HarScratch), p]),
+        "har_net_weights_len": (sz, [C.POINTER(HarNet), u32]),
+        "har_net_decode_weights": (C.c_int, [C.POINTER(HarNet), u32, p, sz]),
+        "har_net_col_len": (sz, [C.POINTER(HarNet)]),
+        "har_net_run_batch_dense": (C.c_int, [C.POINTER(HarNet), u32, p, p, sz, p, sz, C.POINTER(HarScratch), p]),
     }
     for name, (res, args) in sigs.items():
         fn = getattr(lib, name)
@@ -158,8 +172,12 @@ class HostCEngine:
     `IntegerEngine.run`. Weights are packed once (`packing.pack_ternary`, the `.shm` layout) and
     every table is handed to C as a pointer into a numpy buffer this object keeps alive."""
 
-    def __init__(self, model: IntegerModel, name: str = ""):
+    def __init__(self, model: IntegerModel, name: str = "", dense: bool = True):
+        """dense=True runs `har_net_run_batch_dense` (int16 weights decoded once per width, im2col +
+        int16 dot products: the fast host path); dense=False runs `har_net_run_batch`, the firmware's
+        packed path (`conv1d_ternary` on the 2-bit rows). Both equal `IntegerEngine` bit for bit."""
         self.model = model
+        self.dense = dense
         self.name = name or model.info.get("source", {}).get("bundle") or "the integer model"
         self.lib = load_library()
         a, info = model.arch, model.info
@@ -196,6 +214,21 @@ class HostCEngine:
         self.scratch = HarScratch((C.c_void_p * 2)(_ptr(self._act[0]), _ptr(self._act[1])), act_len.value,
                                   _ptr(self._acc), acc_len.value)
         self._run_lock = threading.Lock()                  # one scratch set per engine
+        # Dense fast path (har_net_run_batch_dense): int16 weights decoded once per width (on first
+        # use), one int16 column buffer; same results as har_net_run_batch bit for bit.
+        self._col = np.zeros(max(int(self.lib.har_net_col_len(C.byref(self.net))), 1), np.int16)
+        self._dense: dict[int, np.ndarray] = {}
+
+    def _dense_weights(self, wi: int) -> np.ndarray:
+        w = self._dense.get(wi)
+        if w is None:
+            n = int(self.lib.har_net_weights_len(C.byref(self.net), wi))
+            w = np.zeros(max(n, 1), np.int16)
+            rc = self.lib.har_net_decode_weights(C.byref(self.net), wi, _ptr(w), n)
+            if n == 0 or rc != 0:
+                raise HostCError(f"{self.name}: har_net_decode_weights: {_ERRORS.get(rc, rc)}")
+            self._dense[wi] = w
+        return w
 
     @property
     def input_shape(self) -> tuple[int, int]:
@@ -218,8 +251,14 @@ class HostCEngine:
         xb = np.ascontiguousarray(x[None] if single else x)
         logits = np.empty((xb.shape[0], self.model.arch["n_classes"]), np.int32)
         with self._run_lock:
-            rc = self.lib.har_net_run_batch(C.byref(self.net), wi, _ptr(xb), xb.shape[0], C.byref(self.scratch),
-                                            _ptr(logits))
+            if self.dense:
+                w = self._dense_weights(wi)
+                rc = self.lib.har_net_run_batch_dense(C.byref(self.net), wi, _ptr(w), _ptr(self._col),
+                                                      self._col.size, _ptr(xb), xb.shape[0], C.byref(self.scratch),
+                                                      _ptr(logits))
+            else:
+                rc = self.lib.har_net_run_batch(C.byref(self.net), wi, _ptr(xb), xb.shape[0], C.byref(self.scratch),
+                                                _ptr(logits))
         if rc != 0:
             raise HostCError(f"{self.name}: har_net_run: {_ERRORS.get(rc, rc)}")
         return logits[0] if single else logits

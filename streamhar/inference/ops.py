@@ -29,6 +29,31 @@ def _fit_int32(values: np.ndarray, op: str) -> np.ndarray:
     return values.astype(np.int32)
 
 
+# The integer matmuls below (conv1d_ternary, fc_int8) run in float64 through BLAS when that is
+# EXACT: every operand is an integer, and if Σ_j |a_j|·|b_j| < 2^53 for every output then every
+# product and every partial sum, in whatever order BLAS adds them, is an integer of magnitude
+# below 2^53 and so representable in float64 — no rounding happens anywhere and the result equals
+# the int64 product bit for bit. `_max_abs_sum` bounds that sum from the shapes and value ranges
+# (one cheap min/max pass, or the dtype's range); above 2^53 the int64 path is used instead.
+_EXACT_F64 = 2 ** 53
+
+
+def _max_abs(a: np.ndarray) -> int:
+    if a.dtype.kind in "iu" and a.dtype.itemsize <= 2:
+        info = np.iinfo(a.dtype)
+        return max(-int(info.min), int(info.max))
+    if a.dtype.kind not in "iub":
+        return _EXACT_F64                                   # not integer codes: the int64 path
+    return max(-int(a.min()), int(a.max())) if a.size else 0
+
+
+def _matmul_exact(a: np.ndarray, b: np.ndarray, n_terms: int) -> np.ndarray:
+    """a [M, N] @ b [N, P] for integer arrays, as int64, exactly (float64 BLAS when provably exact)."""
+    if _max_abs(a) * _max_abs(b) * max(n_terms, 1) < _EXACT_F64:
+        return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    return a.astype(np.int64) @ b.astype(np.int64)
+
+
 def quantize_input(x: np.ndarray, step: float) -> np.ndarray:
     """Normalized float windows → int8 codes: clamp(round(x / step), −128, 127).
 
@@ -52,11 +77,14 @@ def conv1d_ternary(x: np.ndarray, codes: np.ndarray, padding: int) -> np.ndarray
     c_out, c_w, k = codes.shape
     if c_w != c_in:
         raise ValueError(f"conv1d_ternary: input has {c_in} channels, weights expect {c_w}")
-    xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (padding, padding)))
+    codes = np.asarray(codes)
+    exact = _max_abs(x) * _max_abs(codes) * max(c_in * k, 1) < _EXACT_F64   # see _matmul_exact
+    dt = np.float64 if exact else np.int64
+    xp = np.pad(x.astype(dt), ((0, 0), (0, 0), (padding, padding)))
     cols = np.lib.stride_tricks.sliding_window_view(xp, k, axis=2)       # [B, Cin, T', K]
     t_out = cols.shape[2]
     cols = cols.transpose(0, 2, 1, 3).reshape(b * t_out, c_in * k)       # rows: (b, t)
-    acc = cols @ codes.reshape(c_out, c_in * k).astype(np.int64).T        # [B·T', Cout]
+    acc = (cols @ codes.reshape(c_out, c_in * k).astype(dt).T).astype(np.int64)   # [B·T', Cout]
     return _fit_int32(acc.reshape(b, t_out, c_out).transpose(0, 2, 1), "conv1d_ternary")
 
 
@@ -101,7 +129,7 @@ def fc_int8(features: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """Fully-connected layer without bias: int32 [B, C] · int8 codes [K, C]ᵀ → int32 [B, K]."""
     if features.shape[1] != codes.shape[1]:
         raise ValueError(f"fc_int8: {features.shape[1]} features, weights expect {codes.shape[1]}")
-    acc = features.astype(np.int64) @ codes.astype(np.int64).T
+    acc = _matmul_exact(np.asarray(features), np.asarray(codes).T, features.shape[1])
     return _fit_int32(acc, "fc_int8")
 
 
