@@ -173,14 +173,12 @@ def test_host_engine_refuses_bad_inputs(tiny_model):
 @pytest.mark.parametrize("name", ["dsads", "usc-had"])
 def test_host_engine_equals_integer_engine_on_every_validation_window(name, data_dir):
     from streamhar.models.bundle import load_bundle
-    from streamhar.models.data import load_split
+    from streamhar.models.data import bundle_split
 
     bundle = load_bundle(f"bundled:{name}")
     model = export_bundle(bundle)
     ref, c = IntegerEngine(model), HostCEngine(model)
-    meta = bundle.meta
-    split = load_split(meta["dataset"], data_dir, "validation", meta["window"], meta["stride"], meta.get("task"),
-                       channel_names=bundle.channels)
+    split = bundle_split(bundle, data_dir, "validation")
     subjects = {r.subject for r in split.recordings}
     assert subjects == ({"p6"} if name == "dsads" else {"11", "12"})
     x = ref.quantize(split.windows.x)

@@ -23,10 +23,10 @@ import torch
 
 from streamhar.datasets.paths import resolve_data_dir
 from streamhar.inference import IntegerEngine, export_bundle
-from streamhar.inference.cascade import Cascade
+from streamhar.inference.cascade import Cascade, operating_curve
 from streamhar.models.bundle import load_bundle
 from streamhar.models.cost import macs
-from streamhar.models.data import load_split
+from streamhar.models.data import bundle_split
 from streamhar.models.har_cnn import HARNet
 
 
@@ -42,15 +42,10 @@ def median_seconds(fn, repeats: int) -> float:
 
 def suggested_threshold(engine, x_int, split, bundle, cost) -> int:
     """The cheapest threshold within 0.5 point of the full width's macro-F1 (as `streamhar sweep`)."""
-    from streamhar.inference import ops
-    from streamhar.inference.cascade import sweep, threshold_grid
-    small, full = engine.run(x_int, bundle.config.widths[0]), engine.run(x_int, 1.0)
-    y, names = split.windows.y, bundle.class_names
-    rows = sweep(small, full, y, names, cost[bundle.config.widths[0]], cost[1.0],
-                 threshold_grid(ops.argmax_margin(small)[1]))
-    full_f1 = sweep(full, full, y, names, 0, 0, [-1])[0]["macro_f1"]
-    ok = [r for r in rows if r["macro_f1"] >= full_f1 - 0.005]
-    return min(ok, key=lambda r: r["mean_macs"])["threshold"]
+    small, full = bundle.config.widths[0], bundle.config.widths[-1]
+    curve = operating_curve(engine.run(x_int, small), engine.run(x_int, full), split.windows.y,
+                            bundle.class_names, cost[small], cost[full])
+    return curve["suggested"]["threshold"]
 
 
 def main() -> int:
@@ -75,9 +70,7 @@ def main() -> int:
     print("|---|---|---:|---:|---:|---:|")
     for name in args.bundles:
         bundle = load_bundle(name)
-        meta = bundle.meta
-        split = load_split(meta["dataset"], data_dir, "validation", meta["window"], meta["stride"],
-                           meta.get("task"), channel_names=bundle.channels)
+        split = bundle_split(bundle, data_dir, "validation")
         x_float = torch.from_numpy(bundle.normalize(split.windows.x))
         fp32 = HARNet(dataclasses.replace(bundle.config, weight_quant="fp32", fc_weight_quant="fp32",
                                           act_quant="fp32", layer_weight_quant=())).eval()

@@ -53,6 +53,13 @@ static int har_code(const uint8_t *row, size_t j)
 HAR_ROW_OPS(int8_t, s8)
 HAR_ROW_OPS(uint8_t, u8)
 
+/* Output length of a stride-1 convolution with zero padding on both sides; 0 when the kernel
+ * is empty or longer than the padded input (both callers then do nothing). */
+static size_t har_conv_out_len(size_t t_in, size_t k, size_t padding)
+{
+    return (k == 0 || t_in + 2u * padding < k) ? 0 : t_in + 2u * padding - k + 1u;
+}
+
 #define HAR_CONV_BODY(T, SUF)                                                                   \
     do {                                                                                        \
         const T *xs = (const T *)x;                                                             \
@@ -88,10 +95,9 @@ size_t conv1d_ternary(const void *x, har_in_type x_type, size_t n_in, size_t t_i
                       const uint8_t *w_packed, size_t row_bytes, size_t n_out, size_t k,
                       size_t padding, int32_t *acc)
 {
-    size_t t_out, o, c, kk, t;
-    if (k == 0 || t_in + 2u * padding < k)
+    size_t t_out = har_conv_out_len(t_in, k, padding), o, c, kk, t;
+    if (t_out == 0)
         return 0;
-    t_out = t_in + 2u * padding - k + 1u;
     if (x_type == HAR_IN_S8)
         HAR_CONV_BODY(int8_t, s8);
     else
@@ -162,10 +168,9 @@ void har_decode_ternary(const uint8_t *w_packed, size_t row_bytes, size_t n_out,
 size_t har_im2col(const void *x, har_in_type x_type, size_t n_in, size_t t_in, size_t k, size_t padding,
                   size_t stride, int16_t *col)
 {
-    size_t t_out, t, c, kk, j;
-    if (k == 0 || t_in + 2u * padding < k)
+    size_t t_out = har_conv_out_len(t_in, k, padding), t, c, kk, j;
+    if (t_out == 0)
         return 0;
-    t_out = t_in + 2u * padding - k + 1u;
     if (x_type == HAR_IN_S8)
         HAR_IM2COL_BODY(int8_t);
     else

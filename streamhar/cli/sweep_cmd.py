@@ -22,39 +22,29 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_sweep)
 
 
-def operating_curve(bundle_name: str, data_dir: Path, selector: str, small=None, full=None) -> dict:
+def sweep_bundle(bundle_name: str, data_dir: Path, selector: str, small=None, full=None) -> dict:
     from streamhar.inference import IntegerEngine, export_bundle
-    from streamhar.inference.cascade import sweep, threshold_grid
-    from streamhar.inference import ops
+    from streamhar.inference.cascade import operating_curve
     from streamhar.models.bundle import load_bundle
     from streamhar.models.cost import macs
-    from streamhar.models.data import load_split
+    from streamhar.models.data import bundle_split
 
     bundle = load_bundle(bundle_name)
     engine = IntegerEngine(export_bundle(bundle), name=bundle.path)
     small = small or bundle.config.widths[0]
     full = full or bundle.config.widths[-1]
-    meta = bundle.meta
-    split = load_split(meta["dataset"], data_dir, selector, meta["window"], meta["stride"], meta.get("task"),
-                       channel_names=bundle.channels)
+    split = bundle_split(bundle, data_dir, selector)
     x = engine.quantize(split.windows.x)
     small_logits, full_logits = engine.run(x, small), engine.run(x, full)
     cost_small, cost_full = macs(bundle.config, small), macs(bundle.config, full)
-    _, margins = ops.argmax_margin(small_logits)
-    rows = sweep(small_logits, full_logits, split.windows.y, bundle.class_names, cost_small, cost_full,
-                 threshold_grid(margins))
-    full_row = sweep(full_logits, full_logits, split.windows.y, bundle.class_names, 0, cost_full, [-1])[0]
-    full_row["mean_macs"] = float(cost_full)
-    ok = [r for r in rows if r["macro_f1"] >= full_row["macro_f1"] - 0.005]
-    suggested = min(ok, key=lambda r: r["mean_macs"]) if ok else None
+    curve = operating_curve(small_logits, full_logits, split.windows.y, bundle.class_names, cost_small, cost_full)
     return {"bundle": bundle.path, "selector": selector, "windows": int(len(split.windows)),
             "small_width": small, "full_width": full, "macs_small": cost_small, "macs_full": cost_full,
-            "logit_scale": engine.model.info.get("logit_scale"), "small_only": rows[0], "full_only": full_row,
-            "suggested": suggested, "curve": rows}
+            "logit_scale": engine.model.info.get("logit_scale"), **curve}
 
 
 def cmd_sweep(args) -> int:
-    result = operating_curve(args.bundle, resolve_data_dir(args.data_dir), args.subjects or args.split,
+    result = sweep_bundle(args.bundle, resolve_data_dir(args.data_dir), args.subjects or args.split,
                              args.small, args.full)
     if args.png:
         plot_curve(result, args.png)

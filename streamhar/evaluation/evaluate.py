@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from streamhar.evaluation.metrics import confusion, scores
-from streamhar.models.bundle import Bundle, check_channels
-from streamhar.models.data import load_split
+from streamhar.models.bundle import Bundle
+from streamhar.models.data import bundle_split
 from streamhar.models.train import predict
 from streamhar.windowing.sliding import WindowSet
 
@@ -31,14 +31,7 @@ def sample_predictions(windows: WindowSet, predictions: np.ndarray, lengths: lis
 
 def evaluate(bundle: Bundle, data_dir: Path, selector: str, widths: list[float] | None = None) -> dict:
     meta = bundle.meta
-    from streamhar.datasets import get_dataset
-    dataset = get_dataset(meta["dataset"])
-    options = {"task": meta["task"]} if meta.get("task") else {}
-    probe = dataset.load_selection(data_dir, selector, **options)[:1]
-    check_channels(bundle, list(probe[0].channel_names), [c.unit for c in probe[0].channels],
-                   f"{meta['dataset']} recording {probe[0].id}")
-    split = load_split(meta["dataset"], data_dir, selector, meta["window"], meta["stride"],
-                       meta.get("task"), channel_names=bundle.channels)
+    split = bundle_split(bundle, data_dir, selector)
     x = bundle.normalize(split.windows.x)
     names = bundle.class_names
     result = {"bundle": bundle.path, "dataset": meta["dataset"], "selector": selector,

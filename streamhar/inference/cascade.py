@@ -72,3 +72,16 @@ def sweep(small_logits: np.ndarray, full_logits: np.ndarray, y: np.ndarray, clas
                      "weighted_f1": s["weighted_f1"], "escalation_rate": float(escalate.mean()),
                      "mean_macs": float(macs_small + escalate.mean() * macs_full)})
     return rows
+
+
+def operating_curve(small_logits: np.ndarray, full_logits: np.ndarray, y: np.ndarray, class_names: list[str],
+                    macs_small: int, macs_full: int, tolerance: float = 0.005) -> dict:
+    """The sweep over `threshold_grid`, the two static models, and the suggested threshold: the
+    cheapest whose macro-F1 is within `tolerance` of the full width's (None if none is)."""
+    rows = sweep(small_logits, full_logits, y, class_names, macs_small, macs_full,
+                 threshold_grid(ops.argmax_margin(small_logits)[1]))
+    full_only = sweep(full_logits, full_logits, y, class_names, 0, macs_full, [-1])[0]
+    full_only["mean_macs"] = float(macs_full)
+    ok = [r for r in rows if r["macro_f1"] >= full_only["macro_f1"] - tolerance]
+    return {"small_only": rows[0], "full_only": full_only,
+            "suggested": min(ok, key=lambda r: r["mean_macs"]) if ok else None, "curve": rows}

@@ -6,9 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
+from typing import TYPE_CHECKING
+
 from streamhar.datasets import get_dataset
 from streamhar.recording import Recording
 from streamhar.windowing.sliding import WindowSet, make_windows
+
+if TYPE_CHECKING:
+    from streamhar.models.bundle import Bundle
 
 
 def normalization_stats(recordings: list[Recording]) -> tuple[np.ndarray, np.ndarray]:
@@ -25,16 +30,25 @@ class SplitData:
 
 
 def load_split(dataset_name: str, data_dir: Path, selector: str, window: int, stride: int,
-               task: str | None = None, channel_names: list[str] | None = None) -> SplitData:
-    """Recordings of `selector` and their windows; `channel_names` picks and orders channels by name."""
+               task: str | None = None) -> SplitData:
+    """Recordings of `selector` and their windows, channels in the data set's order."""
     dataset = get_dataset(dataset_name)
     options = {"task": task} if task else {}
     recordings = dataset.load_selection(data_dir, selector, **options)
-    index = None
-    if channel_names is not None:
-        have = list(recordings[0].channel_names)
-        index = [have.index(name) for name in channel_names]
-    return SplitData(recordings, make_windows(recordings, window, stride, index))
+    return SplitData(recordings, make_windows(recordings, window, stride))
+
+
+def bundle_split(bundle: "Bundle", data_dir: Path, selector: str) -> SplitData:
+    """Recordings of `selector` windowed as `bundle` expects: its data set, task, window, stride,
+    and its channels picked by name (a clear error naming any channel or unit that does not fit)."""
+    from streamhar.models.bundle import check_channels
+    meta = bundle.meta
+    options = {"task": meta["task"]} if meta.get("task") else {}
+    recordings = get_dataset(meta["dataset"]).load_selection(data_dir, selector, **options)
+    first = recordings[0]
+    index = check_channels(bundle, list(first.channel_names), [c.unit for c in first.channels],
+                           f"{meta['dataset']} recording {first.id}")
+    return SplitData(recordings, make_windows(recordings, meta["window"], meta["stride"], index))
 
 
 def sensor_groups(recording: Recording) -> tuple[tuple[int, ...], ...]:

@@ -49,7 +49,7 @@ class StreamStats:
     @property
     def rate(self) -> float:
         """Samples per wall second, counted between the first and last chunk released."""
-        return (self.samples - 0) / self.wall_span if self.wall_span > 0 else float("inf")
+        return self.samples / self.wall_span if self.wall_span > 0 else float("inf")
 
     @property
     def realtime_factor(self) -> float:
