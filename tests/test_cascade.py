@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from streamhar.inference import IntegerEngine, export_bundle, ops
-from streamhar.inference.cascade import Cascade, sweep, threshold_grid
+from streamhar.inference.cascade import Cascade, operating_curve, prob_margin, sweep, threshold_grid
 from streamhar.models.cost import macs
 
 from conftest import run_cli
@@ -58,6 +58,36 @@ def test_sweep_rows_agree_with_the_cascade(setup):
     assert [r["escalation_rate"] for r in rows] == sorted(r["escalation_rate"] for r in rows)
 
 
+def test_probability_margins_match_softmax_and_the_cascade_reports_them(setup):
+    import torch
+    bundle, engine, x, cost = setup
+    logits = engine.run(x, 0.25)
+    p = torch.softmax(torch.from_numpy(logits.astype(np.float64) / engine.model.info["logit_scale"]), 1)
+    top = torch.topk(p, 2, dim=1).values
+    assert np.allclose(prob_margin(logits), (top[:, 0] - top[:, 1]).numpy(), atol=1e-12)
+    out = Cascade(engine, cost, 0).process(x)
+    assert np.array_equal(out.prob_margins, prob_margin(logits))
+    assert ((out.prob_margins >= 0) & (out.prob_margins <= 1)).all()
+    # Equal integer logits: margin 0 on both scales; a huge gap: probability margin → 1.
+    assert prob_margin(np.array([[5, 5, 1]]))[0] == 0 and prob_margin(np.array([[10 ** 9, 0]]))[0] == pytest.approx(1)
+
+
+def test_probability_margin_curve_spans_both_static_models(setup):
+    bundle, engine, x, cost = setup
+    small, full = engine.run(x, 0.25), engine.run(x, 1.0)
+    y = ops.argmax_margin(full)[0]
+    names = [str(i) for i in range(bundle.config.n_classes)]
+    curve = operating_curve(small, full, y, names, cost[0.25], cost[1.0], margin="prob")
+    rows = curve["curve"]
+    assert len(rows) == 101 and rows[0]["escalation_rate"] == 0.0 and rows[-1]["escalation_rate"] == 1.0
+    assert all(isinstance(r["threshold"], float) for r in rows)
+    for row in rows[10::30]:
+        escalate = prob_margin(small) <= row["threshold"]
+        assert row["escalation_rate"] == pytest.approx(escalate.mean())
+    with pytest.raises(ValueError, match="margin"):
+        operating_curve(small, full, y, names, cost[0.25], cost[1.0], margin="entropy")
+
+
 def test_sweep_cli_on_the_bundled_model(data_dir, tmp_path):
     png = tmp_path / "curve.png"
     result = run_cli("sweep", "bundled:dsads", "--json", "--png", str(png), env={"STREAMHAR_DATA": str(data_dir)})
@@ -66,6 +96,7 @@ def test_sweep_cli_on_the_bundled_model(data_dir, tmp_path):
     assert report["windows"] == 19 * 60            # p6: one window per 5-s segment
     assert report["small_only"]["escalation_rate"] == 0.0 and report["curve"][-1]["escalation_rate"] == 1.0
     assert report["full_only"]["mean_macs"] == report["macs_full"] > report["macs_small"]
+    assert len(report["prob_margin"]["curve"]) == 101
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 

@@ -6,6 +6,7 @@ and on every validation window of both bundled models, at every width."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -17,7 +18,7 @@ from streamhar.inference import host_c
 from streamhar.inference.host_c import HostCEngine, HostCError
 from streamhar.inference.packing import pack_ternary
 
-from test_int_engine import make_bundle, synthetic
+from test_int_engine import make_bundle, synthetic, tiny_config
 
 I32 = np.iinfo(np.int32)
 
@@ -160,6 +161,37 @@ def test_host_engine_equals_integer_engine_on_the_tiny_model(tiny_model, dense):
         assert np.array_equal(cls, ref.classify(x, width)[0]) and np.array_equal(margin, ref.classify(x, width)[1])
 
 
+@pytest.fixture(scope="module")
+def portable_lib(tmp_path_factory):
+    """The same sources built for the compiler's baseline target: the dense path's plain C loops."""
+    path = host_c.build_library(tmp_path_factory.mktemp("portable"), opt=host_c.PORTABLE_OPT)
+    return host_c.load_library(path)
+
+
+def test_native_build_uses_avx2_where_the_cpu_has_it(tiny_model):
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    want = "avx2" if " avx2" in flags and host_c._OPT == ("-O3", "-march=native") else None
+    assert HostCEngine(tiny_model).simd in ("avx2", "portable")
+    if want:
+        assert HostCEngine(tiny_model).simd == want
+
+
+@pytest.mark.parametrize("shape", ["tiny", "odd"])
+def test_portable_and_simd_dense_paths_equal_the_reference(tiny_model, portable_lib, shape):
+    # "odd": channel counts that are not multiples of the 8-lane granule at any width, a pool of 3
+    # and a block without pooling, so padded channels, the 8-lane tail and the generic pool run.
+    model = tiny_model if shape == "tiny" else export_bundle(make_bundle(tiny_config(
+        channels=(12, 20), kernels=(7, 3), pools=(3, 1)), seed=3))
+    ref = IntegerEngine(model)
+    x = ref.quantize(synthetic(np.random.default_rng(11), 200) * np.float32(6))
+    portable = HostCEngine(model, lib=portable_lib)
+    assert portable.simd == "portable"
+    for width in model.widths:
+        want = ref.run(x, width)
+        assert np.array_equal(portable.run(x, width), want), width
+        assert np.array_equal(HostCEngine(model).run(x, width), want), width
+
+
 def test_host_engine_refuses_bad_inputs(tiny_model):
     c = HostCEngine(tiny_model)
     with pytest.raises(StreamharError, match="expected int8 windows"):
@@ -195,3 +227,18 @@ def test_host_engine_equals_integer_engine_on_every_validation_window(name, data
         mismatch = np.flatnonzero((got != want).any(axis=1))
         assert not mismatch.size, f"{name} width {width}: {mismatch.size} of {len(x)} windows differ, first {mismatch[:5]}"
         assert np.array_equal(packed.run(x, width), want), f"{name} width {width}: packed path differs"
+
+
+@pytest.mark.parametrize("name", ["dsads", "usc-had"])
+def test_portable_dense_path_equals_the_reference_on_validation_windows(name, data_dir, portable_lib):
+    from streamhar.models.bundle import load_bundle
+    from streamhar.models.data import bundle_split
+
+    bundle = load_bundle(f"bundled:{name}")
+    model = export_bundle(bundle)
+    ref = IntegerEngine(model)
+    x = ref.quantize(bundle_split(bundle, data_dir, "validation").windows.x)
+    x = x[np.random.default_rng(0).choice(len(x), 300, replace=False)]
+    portable = HostCEngine(model, lib=portable_lib)
+    for width in model.widths:
+        assert np.array_equal(portable.run(x, width), ref.run(x, width)), f"{name} width {width}"

@@ -13,7 +13,7 @@ from streamhar.models.config import ModelConfig
 from streamhar.models.cost import layer_shapes, macs
 from streamhar.models.data import normalization_stats
 from streamhar.models.har_cnn import HARNet
-from streamhar.models.train import TrainSettings, train
+from streamhar.models.train import TrainSettings, distill_loss, predict, train
 from streamhar.windowing.sliding import make_windows
 
 WIDTHS = (0.25, 0.5, 1.0)
@@ -45,6 +45,44 @@ def test_training_on_real_windows_lowers_the_loss(usc_small):
           on_step=losses.append)
     assert len(losses) == 60
     assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10])
+
+
+def test_distillation_loss_is_zero_only_for_matching_outputs():
+    teacher = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.4, 0.3]])
+    assert distill_loss(teacher.clone(), teacher, 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert distill_loss(teacher + 5.0, teacher, 2.0).item() == pytest.approx(0.0, abs=1e-6)   # shift-invariant
+    flipped = teacher.flip(1)
+    assert distill_loss(flipped, teacher, 2.0).item() > 0.1
+    # T² keeps the gradient scale comparable across temperatures (Hinton et al. 2015)
+    assert distill_loss(flipped, teacher, 4.0).item() > 0.5 * distill_loss(flipped, teacher, 1.0).item() / 4
+
+
+def test_in_place_distillation_pulls_narrow_widths_towards_the_full_width(usc_small):
+    """Same seed, same steps: with α = 1 the narrow width learns only the full width's soft outputs,
+    so its output distribution ends up closer to the full width's (lower KL) than with labels alone."""
+    x, y, xv, yv, *_ = usc_small
+    kl = {}
+    for alpha in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = HARNet(tiny_config(channels=(16, 32)))
+        train(model, x, y, xv, yv, TrainSettings(epochs=5, batch_size=32, max_steps=150, seed=1, lr=1e-2,
+                                                 distill=alpha, temperature=2.0))
+        full, narrow = torch.from_numpy(predict(model, xv, 1.0)), torch.from_numpy(predict(model, xv, 0.25))
+        kl[alpha] = distill_loss(narrow, full, 1.0).item()
+    assert kl[1.0] < 0.9 * kl[0.0]
+
+
+def test_cosine_schedule_decays_the_learning_rate_to_zero(usc_small):
+    x, y, xv, yv, *_ = usc_small
+    steps_per_epoch = -(-len(y) // 64)
+    history = train(HARNet(tiny_config()), x, y, xv, yv,
+                    TrainSettings(epochs=2, batch_size=64, seed=1, lr=1e-2, schedule="cosine", patience=5))
+    lrs = [e["lr"] for e in history.epochs]
+    assert history.steps == 2 * steps_per_epoch
+    assert lrs[0] == pytest.approx(1e-2 * 0.5 * (1 + np.cos(np.pi / 2)), rel=0.05)   # half way: lr/2
+    assert lrs[1] == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="schedule"):
+        train(HARNet(tiny_config()), x, y, xv, yv, TrainSettings(epochs=1, schedule="step"))
 
 
 def test_switchable_bn_keeps_statistics_per_width(usc_small):

@@ -7,7 +7,8 @@ vs the cascade, at batch 1 (per-window latency) and batch 256 (throughput).
 The fp32 model is a HARNet of the same shape with fp32 weights and ReLU (eager, CPU, one thread,
 `torch.no_grad`, eval mode). Real validation windows are used so the cascade escalates as it
 would. Prints a Markdown block for docs/BENCHMARKS.md; figures are medians, ratios are against
-fp32 torch in the same run.
+fp32 torch in the same run. The runtimes take turns within every repeat (round robin), so a
+slow spell of this shared machine hits all of them alike instead of one row.
 """
 from __future__ import annotations
 
@@ -30,14 +31,17 @@ from streamhar.models.data import bundle_split
 from streamhar.models.har_cnn import HARNet
 
 
-def median_seconds(fn, repeats: int) -> float:
-    fn()                                            # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+def median_seconds_round_robin(fns: list, repeats: int) -> list[float]:
+    """Median wall time of each callable fn(r), the callables taking turns within every repeat r."""
+    for fn in fns:
+        fn(0)                                       # warm-up
+    times: list[list[float]] = [[] for _ in fns]
+    for r in range(repeats):
+        for fn, ts in zip(fns, times):
+            t = time.perf_counter()
+            fn(r)
+            ts.append(time.perf_counter() - t)
+    return [statistics.median(ts) for ts in times]
 
 
 def suggested_threshold(engine, x_int, split, bundle, cost) -> int:
@@ -79,22 +83,27 @@ def main() -> int:
         cost = {w: macs(bundle.config, w) for w in bundle.config.widths}
         threshold = args.threshold if args.threshold is not None else suggested_threshold(engine, x_int, split, bundle, cost)
         cascade = Cascade(engine, cost, threshold)
-        b1, b256 = slice(0, 1), slice(0, min(256, len(x_int)))
-        n256 = b256.stop
+        # Batch 1: repeat r runs window r (mod N) in every runtime, so the cascade escalates on
+        # the windows it would escalate on; batch 256: the first 256 windows.
+        n256 = min(256, len(x_int))
+        b1 = lambda r: slice(r % len(x_int), r % len(x_int) + 1)
+        b256 = lambda r: slice(0, n256)
         runtimes = [("fp32 torch (eager)", lambda s: fp32(x_float[s], 1.0))]
         runtimes.append(("int numpy engine", lambda s: engine.run(x_int[s], 1.0)))
         if HostCEngine is not None:
             host = HostCEngine(engine.model)
-            runtimes.append(("host C library", lambda s: host.run(x_int[s], 1.0)))
+            host_cascade = Cascade(host, cost, threshold)
+            runtimes.append((f"host C library ({host.simd})", lambda s: host.run(x_int[s], 1.0)))
         runtimes.append((f"cascade numpy (threshold {threshold})", lambda s: cascade.process(x_int[s])))
+        if HostCEngine is not None:
+            runtimes.append((f"cascade host C (threshold {threshold})", lambda s: host_cascade.process(x_int[s])))
         with torch.no_grad():
-            base1 = base256 = None
-            for label, fn in runtimes:
-                t1 = median_seconds(lambda: fn(b1), args.repeats)
-                t256 = median_seconds(lambda: fn(b256), max(3, args.repeats // 20))
-                base1, base256 = base1 or t1, base256 or t256
-                print(f"| {name} | {label} | {t1 * 1e3:.3f} | {base1 / t1:.2f} | {n256 / t256:,.0f} | "
-                      f"{base256 / t256:.2f} |")
+            t1s = median_seconds_round_robin([lambda r, fn=fn: fn(b1(r)) for _, fn in runtimes], args.repeats)
+            t256s = median_seconds_round_robin([lambda r, fn=fn: fn(b256(r)) for _, fn in runtimes],
+                                               max(3, args.repeats // 20))
+        for (label, _), t1, t256 in zip(runtimes, t1s, t256s):
+            print(f"| {name} | {label} | {t1 * 1e3:.3f} | {t1s[0] / t1:.2f} | {n256 / t256:,.0f} | "
+                  f"{t256s[0] / t256:.2f} |")
     return 0
 
 

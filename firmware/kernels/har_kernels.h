@@ -54,25 +54,6 @@ size_t conv1d_ternary(const void *x, har_in_type x_type, size_t n_in, size_t t_i
                       const uint8_t *w_packed, size_t row_bytes, size_t n_out, size_t k,
                       size_t padding, int32_t *acc);
 
-/* Dense fast path of conv1d_ternary, for targets with RAM for int16 weights (the host library):
- *   har_col_stride(n_in, k)     int16 elements per weight/column row: n_in·k rounded up to a
- *                               multiple of HAR_COL_ALIGN (the padding holds zeros);
- *   har_decode_ternary(...)     wd[o][j] = code j of packed row o (j < n_in·k), o < n_out, rows
- *                               of `stride` int16 (once per network and width);
- *   har_im2col(...)             col[t][c·K + k] = x_pad[c][t + k], rows of `stride`, t < t_out;
- *                               returns t_out (0: nothing written), as conv1d_ternary;
- *   har_gemm_s16(...)           acc[o][t] = Σ_j wd[o][j]·col[t][j] → [n_out][t_out] int32.
- * har_gemm_s16(har_decode_ternary(w), har_im2col(x)) equals conv1d_ternary(x, w) bit for bit
- * (|col| <= 255 and |wd| <= 1: every product and partial sum is exact in int32). */
-#define HAR_COL_ALIGN 16u
-size_t har_col_stride(size_t n_in, size_t k);
-void har_decode_ternary(const uint8_t *w_packed, size_t row_bytes, size_t n_out, size_t n_in, size_t k,
-                        size_t stride, int16_t *wd);
-size_t har_im2col(const void *x, har_in_type x_type, size_t n_in, size_t t_in, size_t k, size_t padding,
-                  size_t stride, int16_t *col);
-void har_gemm_s16(const int16_t *wd, const int16_t *col, size_t n_out, size_t t_out, size_t stride,
-                  int32_t *acc);
-
 /* maxpool1d — max over non-overlapping windows of `pool` samples per channel row, floor mode
  * (torch.nn.MaxPool1d): t_out = t_in / pool, the last t_in % pool samples are dropped.
  * acc [c][t_in] → out [c][t_out]; out may equal acc (in place: each output lies at or before

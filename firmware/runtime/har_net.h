@@ -86,20 +86,6 @@ int har_net_run(const har_net *net, uint32_t width, const int8_t *x, const har_s
 int har_net_run_batch(const har_net *net, uint32_t width, const int8_t *x, size_t n,
                       const har_scratch *scratch, int32_t *logits);
 
-/* Dense fast path (the host library; any target with RAM for int16 weights). The packed
- * weights of one width are decoded once into int16 rows (har_decode_ternary, block after block,
- * har_net_weights_len elements; 0 = invalid width or network) and every convolution runs as
- * har_im2col + har_gemm_s16 in a caller-provided int16 column buffer of har_net_col_len
- * elements (enough for every width). Results equal har_net_run / har_net_run_batch bit for bit;
- * return codes as theirs (HAR_ERR_SCRATCH also when a weight or column buffer is too small). */
-size_t har_net_weights_len(const har_net *net, uint32_t width);
-int har_net_decode_weights(const har_net *net, uint32_t width, int16_t *w, size_t len);
-size_t har_net_col_len(const har_net *net);
-int har_net_run_dense(const har_net *net, uint32_t width, const int16_t *w, int16_t *col, size_t col_len,
-                      const int8_t *x, const har_scratch *scratch, int32_t *logits);
-int har_net_run_batch_dense(const har_net *net, uint32_t width, const int16_t *w, int16_t *col, size_t col_len,
-                            const int8_t *x, size_t n, const har_scratch *scratch, int32_t *logits);
-
 #ifdef __cplusplus
 }
 #endif

@@ -37,10 +37,14 @@ def sweep_bundle(bundle_name: str, data_dir: Path, selector: str, small=None, fu
     x = engine.quantize(split.windows.x)
     small_logits, full_logits = engine.run(x, small), engine.run(x, full)
     cost_small, cost_full = macs(bundle.config, small), macs(bundle.config, full)
+    scale = engine.model.info.get("logit_scale")
     curve = operating_curve(small_logits, full_logits, split.windows.y, bundle.class_names, cost_small, cost_full)
+    prob = operating_curve(small_logits, full_logits, split.windows.y, bundle.class_names, cost_small, cost_full,
+                           margin="prob", logit_scale=scale)
     return {"bundle": bundle.path, "selector": selector, "windows": int(len(split.windows)),
             "small_width": small, "full_width": full, "macs_small": cost_small, "macs_full": cost_full,
-            "logit_scale": engine.model.info.get("logit_scale"), **curve}
+            "logit_scale": scale, **curve,
+            "prob_margin": {"suggested": prob["suggested"], "curve": prob["curve"]}}
 
 
 def cmd_sweep(args) -> int:
@@ -66,6 +70,11 @@ def cmd_sweep(args) -> int:
         print(f"  cheapest threshold within 0.5 point of the full width's macro-F1: {s['threshold']} → "
               f"macro-F1 {s['macro_f1']:.4f}, {s['escalation_rate']:.1%} escalated, "
               f"{s['mean_macs'] / result['macs_full']:.1%} of the full width's MACs")
+    p = result["prob_margin"]["suggested"]
+    if p:
+        print(f"  for comparison, on softmax-probability margins (Daghero's 100 log-spaced thresholds): "
+              f"{p['threshold']:.4g} → macro-F1 {p['macro_f1']:.4f}, {p['escalation_rate']:.1%} escalated, "
+              f"{p['mean_macs'] / result['macs_full']:.1%} of the full width's MACs")
     if args.png:
         print(f"plot written to {args.png}")
     return 0
@@ -79,7 +88,11 @@ def plot_curve(result: dict, path: Path) -> None:
     curve = result["curve"]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([r["mean_macs"] for r in curve], [r["macro_f1"] for r in curve], "-", color="tab:blue",
-            label="cascade (threshold sweep)")
+            label="cascade (integer-margin thresholds)")
+    prob = result.get("prob_margin", {}).get("curve")
+    if prob:
+        ax.plot([r["mean_macs"] for r in prob], [r["macro_f1"] for r in prob], ":", color="tab:gray",
+                label="cascade (probability-margin thresholds)")
     for key, marker, label in (("small_only", "s", f"width {result['small_width']} only"),
                                ("full_only", "D", f"width {result['full_width']} only")):
         ax.plot(result[key]["mean_macs"], result[key]["macro_f1"], marker, markersize=8, label=label)

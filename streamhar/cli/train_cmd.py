@@ -44,6 +44,12 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--patience", type=int, default=8, help="early stopping patience in epochs")
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (smoke tests)")
+    p.add_argument("--distill", type=float, default=0.0, metavar="ALPHA",
+                   help="in-place distillation: narrow widths learn the full width's soft outputs with "
+                        "weight ALPHA in [0, 1] (0 = labels only)")
+    p.add_argument("--temperature", type=float, default=2.0, help="softmax temperature of --distill")
+    p.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau",
+                   help="learning rate: halve on a validation plateau, or a cosine decay to 0 over --epochs")
     p.add_argument("--no-augment", action="store_true", help="no random amplitude scaling")
     p.add_argument("--out", required=True, type=Path, help="bundle file to write (.safetensors)")
     add_data_dir_option(p)
@@ -55,7 +61,11 @@ def cmd_train(args) -> int:
     if args.dataset == "opportunity" and args.task not in (None, "locomotion", "gestures"):
         raise UsageError(f"--task must be locomotion or gestures for opportunity, got {args.task!r}")
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                             patience=args.patience, max_steps=args.max_steps, augment=not args.no_augment)
+                             patience=args.patience, max_steps=args.max_steps, augment=not args.no_augment,
+                             distill=args.distill, temperature=args.temperature, schedule=args.schedule)
+    if not 0.0 <= args.distill <= 1.0 or args.temperature <= 0:
+        raise UsageError(f"--distill must lie in [0, 1] and --temperature be > 0, "
+                         f"got {args.distill} and {args.temperature}")
     bar = tqdm(desc="epoch 1", unit="batch", file=sys.stderr, disable=None, leave=False)
 
     def on_step(loss: float) -> None:

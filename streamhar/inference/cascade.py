@@ -9,6 +9,11 @@ escalates, a threshold above every margin always does. Cost per window = MACs(sm
 
 `process()` is the pure per-batch step (the inference stage of the pipeline wraps it);
 `sweep()` re-uses one pass of both widths to score every threshold of a grid.
+
+For reporting, the margin is also given on softmax probabilities (`prob_margin`: top-1 − top-2
+of softmax(logits / logit_scale), in [0, 1], Daghero et al.'s scale). The decision itself stays
+on the integer margin, which needs no exponentials on a microcontroller; `operating_curve(...,
+margin="prob")` sweeps Daghero's 100 log-spaced probability thresholds for comparison.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import numpy as np
 from streamhar.evaluation.metrics import confusion, scores
 from streamhar.inference import ops
 from streamhar.inference.engine import IntegerEngine
+from streamhar.inference.model import LOGIT_SCALE
 
 
 @dataclass
@@ -27,6 +33,19 @@ class CascadeOutput:
     margins: np.ndarray      # int64 [N] margin of the narrow model
     escalated: np.ndarray    # bool [N] path taken: True = full width answered
     macs: np.ndarray         # int64 [N] cost of each window
+    prob_margins: np.ndarray  # float64 [N] the narrow model's margin on softmax probabilities (reporting)
+
+
+def prob_margin(logits: np.ndarray, logit_scale: int = LOGIT_SCALE) -> np.ndarray:
+    """top-1 − top-2 of softmax(logits / logit_scale) per row, float64 in [0, 1]."""
+    z = np.asarray(logits, np.float64) / logit_scale
+    z = z - z.max(axis=-1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=-1, keepdims=True)
+    if p.shape[-1] < 2:
+        return np.zeros(p.shape[:-1])
+    top2 = np.partition(p, -2, axis=-1)[..., -2:]
+    return top2[..., 1] - top2[..., 0]
 
 
 class Cascade:
@@ -42,13 +61,15 @@ class Cascade:
 
     def process(self, x_int8: np.ndarray) -> CascadeOutput:
         x = x_int8 if x_int8.ndim == 3 else x_int8[None]
-        classes, margins = ops.argmax_margin(self.engine.run(x, self.small))
+        small_logits = self.engine.run(x, self.small)
+        classes, margins = ops.argmax_margin(small_logits)
         classes = classes.astype(np.int64)
         escalate = margins <= self.threshold
         if escalate.any():
             classes[escalate] = ops.argmax_margin(self.engine.run(x[escalate], self.full))[0]
         cost = self.macs_small + escalate.astype(np.int64) * self.macs_full
-        return CascadeOutput(classes, margins.astype(np.int64), escalate, cost)
+        return CascadeOutput(classes, margins.astype(np.int64), escalate, cost,
+                             prob_margin(small_logits, self.engine.model.info.get("logit_scale", LOGIT_SCALE)))
 
 
 def threshold_grid(margins: np.ndarray, n: int = 100) -> np.ndarray:
@@ -59,27 +80,44 @@ def threshold_grid(margins: np.ndarray, n: int = 100) -> np.ndarray:
     return np.concatenate([[-1], grid[grid >= 0]])
 
 
+def prob_threshold_grid(n: int = 100) -> np.ndarray:
+    """Never escalate (−1), then Daghero's n log-spaced probability-margin thresholds up to 1."""
+    return np.concatenate([[-1.0], np.logspace(-4, 0, n)])
+
+
 def sweep(small_logits: np.ndarray, full_logits: np.ndarray, y: np.ndarray, class_names: list[str],
-          macs_small: int, macs_full: int, thresholds: np.ndarray) -> list[dict]:
-    small_cls, margins = ops.argmax_margin(small_logits)
+          macs_small: int, macs_full: int, thresholds: np.ndarray, margins: np.ndarray | None = None) -> list[dict]:
+    """One row per threshold; `margins` replaces the integer margins of `small_logits` (e.g. the
+    probability margins, with float thresholds)."""
+    small_cls, int_margins = ops.argmax_margin(small_logits)
+    margins = int_margins if margins is None else margins
     full_cls, _ = ops.argmax_margin(full_logits)
     rows = []
     for t in thresholds:
         escalate = margins <= t
         pred = np.where(escalate, full_cls, small_cls)
         s = scores(confusion(y, pred, len(class_names)), class_names)
-        rows.append({"threshold": int(t), "accuracy": s["accuracy"], "macro_f1": s["macro_f1"],
+        rows.append({"threshold": int(t) if margins is int_margins else float(t),
+                     "accuracy": s["accuracy"], "macro_f1": s["macro_f1"],
                      "weighted_f1": s["weighted_f1"], "escalation_rate": float(escalate.mean()),
                      "mean_macs": float(macs_small + escalate.mean() * macs_full)})
     return rows
 
 
 def operating_curve(small_logits: np.ndarray, full_logits: np.ndarray, y: np.ndarray, class_names: list[str],
-                    macs_small: int, macs_full: int, tolerance: float = 0.005) -> dict:
+                    macs_small: int, macs_full: int, tolerance: float = 0.005, margin: str = "logit",
+                    logit_scale: int = LOGIT_SCALE) -> dict:
     """The sweep over `threshold_grid`, the two static models, and the suggested threshold: the
-    cheapest whose macro-F1 is within `tolerance` of the full width's (None if none is)."""
-    rows = sweep(small_logits, full_logits, y, class_names, macs_small, macs_full,
-                 threshold_grid(ops.argmax_margin(small_logits)[1]))
+    cheapest whose macro-F1 is within `tolerance` of the full width's (None if none is).
+    margin="prob": the same on softmax-probability margins over `prob_threshold_grid`."""
+    if margin == "logit":
+        rows = sweep(small_logits, full_logits, y, class_names, macs_small, macs_full,
+                     threshold_grid(ops.argmax_margin(small_logits)[1]))
+    elif margin == "prob":
+        rows = sweep(small_logits, full_logits, y, class_names, macs_small, macs_full, prob_threshold_grid(),
+                     margins=prob_margin(small_logits, logit_scale))
+    else:
+        raise ValueError(f"margin must be 'logit' or 'prob', got {margin!r}")
     full_only = sweep(full_logits, full_logits, y, class_names, 0, macs_full, [-1])[0]
     full_only["mean_macs"] = float(macs_full)
     ok = [r for r in rows if r["macro_f1"] >= full_only["macro_f1"] - tolerance]

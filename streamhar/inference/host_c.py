@@ -34,13 +34,15 @@ from .model import IntegerModel
 from .packing import pack_ternary, row_bytes
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
-SOURCES = ("kernels/har_kernels.c", "runtime/har_net.c")
-HEADERS = ("kernels/har_kernels.h", "runtime/har_net.h")
+SOURCES = ("kernels/har_kernels.c", "runtime/har_net.c", "host/har_dense.c")
+HEADERS = ("kernels/har_kernels.h", "runtime/har_net.h", "host/har_dense.h")
 # -O3 -march=native: the host library is compiled on the machine that runs it (the C stays
 # portable C99; the firmware builds use their own flags). $STREAMHAR_HOST_CFLAGS, when set,
 # replaces "-O3 -march=native" (e.g. "-O2" for a library copied to another machine).
 _OPT = tuple(os.environ.get("STREAMHAR_HOST_CFLAGS", "-O3 -march=native").split())
-CFLAGS = ("-std=c99", *_OPT, "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared")
+PORTABLE_OPT = ("-O2",)       # the compiler's baseline target: no AVX2, the portable C paths
+_FLAGS = ("-Wall", "-Wextra", "-Werror", "-fPIC", "-shared")
+CFLAGS = ("-std=c99", *_OPT, *_FLAGS)
 LIB_NAME = "libstreamhar_host.so"
 
 HAR_IN_S8, HAR_IN_U8 = 0, 1
@@ -61,13 +63,15 @@ def library_path(build_dir: Path | None = None) -> Path:
     return (build_dir or FIRMWARE / "build") / LIB_NAME
 
 
-def compile_command(out: Path, cc: str | None = None) -> list[str]:
+def compile_command(out: Path, cc: str | None = None, opt: tuple[str, ...] | None = None) -> list[str]:
     cc = cc or os.environ.get("CC") or "gcc"
-    return [*shlex.split(cc), *CFLAGS, "-o", str(out), *(str(FIRMWARE / s) for s in SOURCES)]
+    flags = CFLAGS if opt is None else ("-std=c99", *opt, *_FLAGS)
+    return [*shlex.split(cc), *flags, "-o", str(out), *(str(FIRMWARE / s) for s in SOURCES)]
 
 
-def build_library(build_dir: Path | None = None, force: bool = False) -> Path:
-    """Compile the library unless it exists and is newer than every source and header."""
+def build_library(build_dir: Path | None = None, force: bool = False, opt: tuple[str, ...] | None = None) -> Path:
+    """Compile the library unless it exists and is newer than every source and header.
+    `opt` replaces the optimisation flags (e.g. PORTABLE_OPT: a build without SIMD)."""
     lib = library_path(build_dir)
     inputs = [FIRMWARE / p for p in (*SOURCES, *HEADERS)]
     missing = [str(p) for p in inputs if not p.exists()]
@@ -76,7 +80,7 @@ def build_library(build_dir: Path | None = None, force: bool = False) -> Path:
     newest = max(p.stat().st_mtime for p in inputs)
     # The command is recorded beside the library: new flags (or compiler) mean a rebuild too.
     stamp = lib.with_name(lib.name + ".cmd")
-    wanted = shlex.join(compile_command(lib))
+    wanted = shlex.join(compile_command(lib, opt=opt))
     current = stamp.read_text() if stamp.exists() else ""
     if not force and lib.exists() and lib.stat().st_mtime >= newest and current == wanted:
         return lib
@@ -84,7 +88,7 @@ def build_library(build_dir: Path | None = None, force: bool = False) -> Path:
     # Compile to a temporary name, then rename: concurrent builders never load a half-written file.
     fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=lib.parent)
     os.close(fd)
-    cmd = compile_command(Path(tmp))
+    cmd = compile_command(Path(tmp), opt=opt)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True)
     except OSError as e:
@@ -113,10 +117,11 @@ def _declare(lib: C.CDLL) -> C.CDLL:
         "har_net_scratch_size": (C.c_int, [C.POINTER(HarNet), C.POINTER(sz), C.POINTER(sz)]),
         "har_net_run": (C.c_int, [C.POINTER(HarNet), u32, p, C.POINTER(HarScratch), p]),
         "har_net_run_batch": (C.c_int, [C.POINTER(HarNet), u32, p, sz, C.POINTER(HarScratch), p]),
-        "har_net_weights_len": (sz, [C.POINTER(HarNet), u32]),
-        "har_net_decode_weights": (C.c_int, [C.POINTER(HarNet), u32, p, sz]),
-        "har_net_col_len": (sz, [C.POINTER(HarNet)]),
-        "har_net_run_batch_dense": (C.c_int, [C.POINTER(HarNet), u32, p, p, sz, p, sz, C.POINTER(HarScratch), p]),
+        "har_dense_weights_len": (sz, [C.POINTER(HarNet), u32]),
+        "har_dense_decode": (C.c_int, [C.POINTER(HarNet), u32, p, sz]),
+        "har_dense_work_len": (sz, [C.POINTER(HarNet)]),
+        "har_dense_run_batch": (C.c_int, [C.POINTER(HarNet), u32, p, sz, p, sz, p, sz, p]),
+        "har_dense_simd": (C.c_char_p, []),
     }
     for name, (res, args) in sigs.items():
         fn = getattr(lib, name)
@@ -124,9 +129,15 @@ def _declare(lib: C.CDLL) -> C.CDLL:
     return lib
 
 
-def load_library() -> C.CDLL:
-    """The loaded library (built first if needed); one load per process."""
+def load_library(path: Path | None = None) -> C.CDLL:
+    """The loaded library (built first if needed); one load per process. With `path`, that
+    library file, loaded on its own (e.g. a portable build beside the native one)."""
     global _lib
+    if path is not None:
+        try:
+            return _declare(C.CDLL(str(path)))
+        except (OSError, AttributeError) as e:
+            raise HostCError(f"host C library: cannot load {path}: {e}") from None
     with _lock:
         if _lib is None:
             path = os.environ.get("STREAMHAR_HOST_LIB")
@@ -172,14 +183,15 @@ class HostCEngine:
     `IntegerEngine.run`. Weights are packed once (`packing.pack_ternary`, the `.shm` layout) and
     every table is handed to C as a pointer into a numpy buffer this object keeps alive."""
 
-    def __init__(self, model: IntegerModel, name: str = "", dense: bool = True):
-        """dense=True runs `har_net_run_batch_dense` (int16 weights decoded once per width, im2col +
-        int16 dot products: the fast host path); dense=False runs `har_net_run_batch`, the firmware's
-        packed path (`conv1d_ternary` on the 2-bit rows). Both equal `IntegerEngine` bit for bit."""
+    def __init__(self, model: IntegerModel, name: str = "", dense: bool = True, lib: C.CDLL | None = None):
+        """dense=True runs `har_dense_run_batch` (firmware/host/har_dense.c: int16 weight pairs decoded
+        once per width, time-major activations, SIMD multiply-adds: the fast host path); dense=False
+        runs `har_net_run_batch`, the firmware's packed path (`conv1d_ternary` on the 2-bit rows).
+        Both equal `IntegerEngine` bit for bit. `lib`: a library from `load_library(path)`."""
         self.model = model
         self.dense = dense
         self.name = name or model.info.get("source", {}).get("bundle") or "the integer model"
-        self.lib = load_library()
+        self.lib = lib or load_library()
         a, info = model.arch, model.info
         u32 = lambda v: _arr(v, np.uint32)
         keep: list = []                                    # every buffer C points into
@@ -214,21 +226,29 @@ class HostCEngine:
         self.scratch = HarScratch((C.c_void_p * 2)(_ptr(self._act[0]), _ptr(self._act[1])), act_len.value,
                                   _ptr(self._acc), acc_len.value)
         self._run_lock = threading.Lock()                  # one scratch set per engine
-        # Dense fast path (har_net_run_batch_dense): int16 weights decoded once per width (on first
-        # use), one int16 column buffer; same results as har_net_run_batch bit for bit.
-        self._col = np.zeros(max(int(self.lib.har_net_col_len(C.byref(self.net))), 1), np.int16)
+        # Dense fast path (har_dense_run_batch): int16 weights decoded once per width (on first
+        # use), one int32 work buffer; same results as har_net_run_batch bit for bit.
+        work_len = int(self.lib.har_dense_work_len(C.byref(self.net)))
+        if work_len == 0:
+            raise HostCError(f"{self.name}: har_dense_work_len: inconsistent network description")
+        self._work = np.zeros(work_len, np.int32)
         self._dense: dict[int, np.ndarray] = {}
 
     def _dense_weights(self, wi: int) -> np.ndarray:
         w = self._dense.get(wi)
         if w is None:
-            n = int(self.lib.har_net_weights_len(C.byref(self.net), wi))
-            w = np.zeros(max(n, 1), np.int16)
-            rc = self.lib.har_net_decode_weights(C.byref(self.net), wi, _ptr(w), n)
+            n = int(self.lib.har_dense_weights_len(C.byref(self.net), wi))
+            w = np.zeros(max(n, 1), np.uint8)
+            rc = self.lib.har_dense_decode(C.byref(self.net), wi, _ptr(w), n)
             if n == 0 or rc != 0:
-                raise HostCError(f"{self.name}: har_net_decode_weights: {_ERRORS.get(rc, rc)}")
+                raise HostCError(f"{self.name}: har_dense_decode: {_ERRORS.get(rc, rc)}")
             self._dense[wi] = w
         return w
+
+    @property
+    def simd(self) -> str:
+        """"avx2" or "portable": how this library's dense path multiplies."""
+        return self.lib.har_dense_simd().decode()
 
     @property
     def input_shape(self) -> tuple[int, int]:
@@ -253,9 +273,8 @@ class HostCEngine:
         with self._run_lock:
             if self.dense:
                 w = self._dense_weights(wi)
-                rc = self.lib.har_net_run_batch_dense(C.byref(self.net), wi, _ptr(w), _ptr(self._col),
-                                                      self._col.size, _ptr(xb), xb.shape[0], C.byref(self.scratch),
-                                                      _ptr(logits))
+                rc = self.lib.har_dense_run_batch(C.byref(self.net), wi, _ptr(w), w.size, _ptr(self._work),
+                                                  self._work.size, _ptr(xb), xb.shape[0], _ptr(logits))
             else:
                 rc = self.lib.har_net_run_batch(C.byref(self.net), wi, _ptr(xb), xb.shape[0], C.byref(self.scratch),
                                                 _ptr(logits))

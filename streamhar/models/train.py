@@ -3,10 +3,17 @@
 - Loss: cross-entropy weighted by inverse class frequency (w_c = N / (K · n_c)).
 - Every batch runs forward and backward at every width, accumulating gradients, before one Adam
   step (slimmable training); switchable BN keeps each width's statistics apart.
+- In-place distillation (US-Nets, Yu & Huang 2019; optional, `distill` > 0): the full width learns
+  from the labels; each narrower width learns (1 − α)·CE(labels) + α·T²·KL(full ∥ narrow) at
+  temperature T, against the full width's detached output of the same batch. A narrow model
+  that imitates the full one is confident where the full one is and agrees with it there, which
+  is what the cascade's margin test relies on.
 - Model selection: after each epoch the validation subjects are scored at every width; the score
   is the mean macro-F1 over widths (both the narrow and the full model matter to the cascade).
-  ReduceLROnPlateau (×0.5, patience 3) and early stopping (patience 8) follow that score; the
-  best epoch's weights are kept.
+  With `schedule="plateau"` ReduceLROnPlateau (×0.5, patience 3) follows that score; with
+  `schedule="cosine"` the learning rate decays along a cosine from `lr` to 0 over `epochs`
+  (per step), which settles the shared weights instead of reacting to a noisy one-subject
+  validation score. Early stopping (patience) follows the score; the best epoch's weights are kept.
 - Determinism: fixed seeds for torch and numpy, one shuffling generator.
 """
 from __future__ import annotations
@@ -34,6 +41,9 @@ class TrainSettings:
     lr_patience: int = 3
     max_steps: int | None = None         # stop after this many optimizer steps (tests)
     augment: bool = True                 # random per-window amplitude scaling, ±10 %
+    distill: float = 0.0                 # α: weight of the full width's soft targets for narrow widths
+    temperature: float = 2.0             # T of the distillation softmax
+    schedule: str = "plateau"            # "plateau" or "cosine"
 
 
 @dataclass
@@ -48,6 +58,13 @@ def class_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
     weights = np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
     return torch.tensor(weights, dtype=torch.float32)
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T²·KL(softmax(teacher/T) ∥ softmax(student/T)), batch mean (Hinton et al. 2015)."""
+    t = temperature
+    return nn.functional.kl_div(torch.log_softmax(student / t, 1), torch.log_softmax(teacher / t, 1),
+                                reduction="batchmean", log_target=True) * (t * t)
 
 
 @torch.no_grad()
@@ -68,7 +85,15 @@ def train(model: HARNet, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nda
     cfg = model.cfg
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(y_train, cfg.n_classes))
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=settings.lr_patience)
+    if settings.schedule not in ("plateau", "cosine"):
+        raise ValueError(f"schedule must be 'plateau' or 'cosine', got {settings.schedule!r}")
+    steps_per_epoch = max(1, -(-len(y_train) // settings.batch_size))
+    total_steps = settings.epochs * steps_per_epoch
+    if settings.max_steps:
+        total_steps = min(total_steps, settings.max_steps)
+    sched = (torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=settings.lr_patience)
+             if settings.schedule == "plateau" else
+             torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + np.cos(np.pi * min(step, total_steps) / total_steps))))
     history = History()
     best_state = copy.deepcopy(model.state_dict())
     stale = 0
@@ -86,11 +111,20 @@ def train(model: HARNet, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nda
             xb, yb = torch.from_numpy(np.ascontiguousarray(xb)), torch.from_numpy(y_train[idx])
             opt.zero_grad(set_to_none=True)
             total = 0.0
+            teacher = None
             for width in reversed(cfg.widths):
-                loss = loss_fn(model(xb, width), yb)
+                logits = model(xb, width)
+                loss = loss_fn(logits, yb)
+                if teacher is not None and settings.distill > 0:
+                    loss = (1 - settings.distill) * loss + settings.distill * distill_loss(
+                        logits, teacher, settings.temperature)
                 loss.backward()
                 total += loss.item()
+                if teacher is None:
+                    teacher = logits.detach()
             opt.step()
+            if settings.schedule == "cosine":
+                sched.step()
             history.steps += 1
             losses.append(total / len(cfg.widths))
             if on_step:
@@ -105,7 +139,8 @@ def train(model: HARNet, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nda
         history.epochs.append(record)
         if on_epoch:
             on_epoch(record)
-        sched.step(score)
+        if settings.schedule == "plateau":
+            sched.step(score)
         if score > history.best_score:
             history.best_score, history.best_epoch = score, epoch + 1
             best_state = copy.deepcopy(model.state_dict())
