@@ -27,3 +27,17 @@ def test_bundled_model_matches_its_documented_metrics(name, data_dir):
     for width, metrics in result["widths"].items():
         for key in ("accuracy", "macro_f1", "weighted_f1"):
             assert metrics["window"][key] == pytest.approx(recorded[width][key], abs=0.005), (width, key)
+
+
+@pytest.mark.parametrize("name", ["dsads", "usc-had"])
+def test_bundled_cascade_keeps_the_full_widths_macro_f1_at_half_the_cost(name, data_dir):
+    """Issue 4's cascade target on the validation subjects, with the integer engine (exact, so
+    this is a deterministic property of the shipped file): some threshold keeps macro-F1 within
+    0.5 point of the full width while the mean cost is at most half the full width's MACs."""
+    from streamhar.cli.sweep_cmd import sweep_bundle
+    result = sweep_bundle(f"bundled:{name}", data_dir, "validation")
+    best = result["suggested"]
+    assert best is not None
+    assert best["macro_f1"] >= result["full_only"]["macro_f1"] - 0.005
+    assert best["mean_macs"] <= 0.5 * result["macs_full"]
+    assert 0 < best["escalation_rate"] < 1          # a real cascade, not one of the static models

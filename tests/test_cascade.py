@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -88,6 +91,53 @@ def test_probability_margin_curve_spans_both_static_models(setup):
         operating_curve(small, full, y, names, cost[0.25], cost[1.0], margin="entropy")
 
 
+def test_cascade_starts_from_the_models_stored_operating_point(setup):
+    from streamhar.inference import IntegerModelError
+    from streamhar.inference.export import ExportError
+    bundle, engine, x, cost = setup
+    with pytest.raises(IntegerModelError, match="no default cascade threshold"):
+        Cascade(engine, cost)
+    stored = dict(bundle.meta, cascade={"small": 0.5, "full": 1.0, "threshold": 1234, "margin": "logit"})
+    model = export_bundle(type(bundle)(bundle.model, bundle.config, bundle.mean, bundle.std, stored, bundle.path))
+    assert model.info["cascade"]["threshold"] == 1234
+    c = Cascade(IntegerEngine(model), cost)
+    assert (c.small, c.full, c.threshold) == (0.5, 1.0, 1234)
+    assert Cascade(IntegerEngine(model), cost, threshold=7, small=0.25).threshold == 7     # run-time override
+    for bad in ({"small": 0.3, "full": 1.0, "threshold": 5}, {"small": 0.25, "full": 1.0, "threshold": "5"}):
+        with pytest.raises(ExportError, match="cascade"):
+            export_bundle(type(bundle)(bundle.model, bundle.config, bundle.mean, bundle.std,
+                                       dict(bundle.meta, cascade=bad), bundle.path))
+
+
+def test_sweep_save_threshold_stores_the_operating_point_that_export_carries(data_dir, tmp_path):
+    import shutil
+    from streamhar.inference import load_shm
+    from streamhar.models.bundle import load_bundle, resolve_bundle_path
+    copy = tmp_path / "usc.safetensors"
+    shutil.copy(resolve_bundle_path("bundled:usc-had"), copy)
+    before = load_bundle(copy)
+    env = {"STREAMHAR_DATA": str(data_dir)}
+    result = run_cli("sweep", str(copy), "--json", "--no-png", "--save-threshold", env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    after = load_bundle(copy)
+    point = after.meta["cascade"]
+    assert point["threshold"] == report["suggested"]["threshold"] and point["chosen_on"] == "validation"
+    assert point["cost_fraction"] == pytest.approx(report["suggested"]["mean_macs"] / report["macs_full"], abs=1e-4)
+    assert {k: v for k, v in after.meta.items() if k != "cascade"} == \
+        {k: v for k, v in before.meta.items() if k != "cascade"}
+    for (k, v), (k2, v2) in zip(before.model.state_dict().items(), after.model.state_dict().items()):
+        assert k == k2 and torch_equal(v, v2)
+    shm = tmp_path / "usc.shm"
+    assert run_cli("export", str(copy), "--out", str(shm)).returncode == 0
+    assert load_shm(shm).info["cascade"] == point
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+    return torch.equal(a, b)
+
+
 def test_sweep_cli_on_the_bundled_model(data_dir, tmp_path):
     png = tmp_path / "curve.png"
     result = run_cli("sweep", "bundled:dsads", "--json", "--png", str(png), env={"STREAMHAR_DATA": str(data_dir)})
@@ -98,6 +148,19 @@ def test_sweep_cli_on_the_bundled_model(data_dir, tmp_path):
     assert report["full_only"]["mean_macs"] == report["macs_full"] > report["macs_small"]
     assert len(report["prob_margin"]["curve"]) == 101
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sweep_prints_the_table_and_writes_the_plot_by_default(data_dir, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "streamhar", "sweep", "bundled:usc-had"], capture_output=True,
+                            text=True, cwd=tmp_path, env={**os.environ, "STREAMHAR_DATA": str(data_dir)},
+                            timeout=600)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.split()[:2] == ["small", "only"] for line in lines)
+    assert any(line.split()[:2] == ["full", "only"] for line in lines)
+    assert "cheapest threshold within 0.5 point" in result.stdout
+    png = tmp_path / "sweep-usc-had.png"
+    assert f"plot written to {png.name}" in result.stdout and png.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_export_cli_writes_a_file_the_engine_runs_identically(tmp_path, data_dir):

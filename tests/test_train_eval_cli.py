@@ -22,6 +22,15 @@ def test_train_then_eval_a_tiny_bundle(data_dir, tmp_path, usc_recordings):
     assert bundle.meta["training"]["steps"] == 5
     assert bundle.meta["channels"][0] == "hip.acc.x" and len(bundle.class_names) == 12
     assert set(bundle.meta["cost"]) == {"0.25", "0.5", "1.0"}
+    # The default cascade threshold stored at training time is the sweep's suggestion.
+    sweep = run_cli("sweep", str(out), "--json", "--no-png", env=env)
+    assert sweep.returncode == 0, sweep.stderr
+    suggested = json.loads(sweep.stdout)["suggested"]
+    if suggested is None:
+        assert "cascade" not in bundle.meta
+    else:
+        assert bundle.meta["cascade"]["threshold"] == suggested["threshold"]
+        assert bundle.meta["cascade"]["chosen_on"] == "validation"
 
     png = tmp_path / "cm.png"
     result = run_cli("eval", str(out), "--json", "--png", str(png), env=env)

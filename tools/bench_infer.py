@@ -56,7 +56,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundles", nargs="*", default=["bundled:usc-had", "bundled:dsads"])
     parser.add_argument("--repeats", type=int, default=200)
-    parser.add_argument("--threshold", type=int, help="cascade threshold (default: from `streamhar sweep`)")
+    parser.add_argument("--threshold", type=int, help="cascade threshold (default: the model's stored default, "
+                        "else the one `streamhar sweep` suggests)")
     parser.add_argument("--data-dir", default=os.environ.get("STREAMHAR_DATA"))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -81,7 +82,9 @@ def main() -> int:
         engine = IntegerEngine(export_bundle(bundle), name=name)
         x_int = engine.quantize(split.windows.x)
         cost = {w: macs(bundle.config, w) for w in bundle.config.widths}
-        threshold = args.threshold if args.threshold is not None else suggested_threshold(engine, x_int, split, bundle, cost)
+        stored = engine.model.info.get("cascade", {}).get("threshold")
+        threshold = (args.threshold if args.threshold is not None else stored if stored is not None
+                     else suggested_threshold(engine, x_int, split, bundle, cost))
         cascade = Cascade(engine, cost, threshold)
         # Batch 1: repeat r runs window r (mod N) in every runtime, so the cascade escalates on
         # the windows it would escalate on; batch 256: the first 256 windows.

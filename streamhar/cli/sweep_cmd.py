@@ -6,6 +6,7 @@ from pathlib import Path
 
 from streamhar.cli.main import add_data_dir_option
 from streamhar.datasets.paths import resolve_data_dir
+from streamhar.errors import UsageError
 
 
 def register(sub) -> None:
@@ -16,8 +17,12 @@ def register(sub) -> None:
     group.add_argument("--subjects", help="comma-separated subjects or recording ids")
     p.add_argument("--small", type=float, help="width run first (default: the narrowest)")
     p.add_argument("--full", type=float, help="width escalated to (default: 1.0)")
-    p.add_argument("--png", type=Path, help="plot macro-F1 against mean MACs here")
+    p.add_argument("--png", type=Path, help="where to plot macro-F1 against mean MACs "
+                   "(default: sweep-NAME.png in the current folder)")
+    p.add_argument("--no-png", action="store_true", help="no plot")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--save-threshold", action="store_true",
+                   help="store the suggested threshold in the bundle file as its default operating point")
     add_data_dir_option(p)
     p.set_defaults(func=cmd_sweep)
 
@@ -47,9 +52,28 @@ def sweep_bundle(bundle_name: str, data_dir: Path, selector: str, small=None, fu
             "prob_margin": {"suggested": prob["suggested"], "curve": prob["curve"]}}
 
 
+def default_png(bundle: str) -> Path:
+    """sweep-usc-had.png for bundled:usc-had or …/usc-had.safetensors."""
+    return Path(f"sweep-{Path(bundle.split(':', 1)[-1]).stem}.png")
+
+
 def cmd_sweep(args) -> int:
     result = sweep_bundle(args.bundle, resolve_data_dir(args.data_dir), args.subjects or args.split,
                              args.small, args.full)
+    if args.save_threshold:
+        from streamhar.inference import operating_point
+        from streamhar.models.bundle import update_meta
+        point = operating_point.entry(result, result["small_width"], result["full_width"], result["macs_full"],
+                                      result["selector"], operating_point.TOLERANCE)
+        if point is None:
+            raise UsageError(f"{args.bundle}: no threshold keeps macro-F1 within 0.5 point of the full width "
+                             f"on {result['selector']}; nothing saved")
+        update_meta(args.bundle, {"cascade": point})
+        result["saved"] = point
+    if not args.no_png:
+        args.png = args.png or default_png(args.bundle)
+    else:
+        args.png = None
     if args.png:
         plot_curve(result, args.png)
     if args.json:
@@ -77,6 +101,8 @@ def cmd_sweep(args) -> int:
               f"{p['mean_macs'] / result['macs_full']:.1%} of the full width's MACs")
     if args.png:
         print(f"plot written to {args.png}")
+    if args.save_threshold:
+        print(f"default threshold {result['saved']['threshold']} saved in {args.bundle}")
     return 0
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from streamhar.evaluation.metrics import confusion, scores
 from streamhar.inference import ops
 from streamhar.inference.engine import IntegerEngine
-from streamhar.inference.model import LOGIT_SCALE
+from streamhar.inference.model import LOGIT_SCALE, IntegerModelError
 
 
 @dataclass
@@ -49,12 +49,22 @@ def prob_margin(logits: np.ndarray, logit_scale: int = LOGIT_SCALE) -> np.ndarra
 
 
 class Cascade:
-    def __init__(self, engine: IntegerEngine, macs_by_width: dict[float, int], threshold: int,
+    """threshold/small/full default to the model's stored operating point (info["cascade"], see
+    operating_point.py), else to the narrowest and widest widths; a threshold is required when
+    the model stores none."""
+
+    def __init__(self, engine: IntegerEngine, macs_by_width: dict[float, int], threshold: int | None = None,
                  small: float | None = None, full: float | None = None):
         widths = engine.model.widths
+        stored = engine.model.info.get("cascade") or {}
         self.engine = engine
-        self.small = widths[0] if small is None else small
-        self.full = widths[-1] if full is None else full
+        self.small = stored.get("small", widths[0]) if small is None else small
+        self.full = stored.get("full", widths[-1]) if full is None else full
+        if threshold is None:
+            if "threshold" not in stored:
+                raise IntegerModelError(f"{engine.name}: the model stores no default cascade threshold; pass one "
+                                        "(or choose it with `streamhar sweep BUNDLE --save-threshold`)")
+            threshold = stored["threshold"]
         engine.model.width_index(self.small), engine.model.width_index(self.full)   # clear errors
         self.macs_small, self.macs_full = int(macs_by_width[self.small]), int(macs_by_width[self.full])
         self.threshold = int(threshold)

@@ -194,4 +194,12 @@ def export_bundle(bundle: Bundle) -> IntegerModel:
         "source": {k: meta[k] for k in ("dataset", "rate", "window", "stride") if k in meta}
         | {"bundle": bundle.path},
     }
+    cascade = meta.get("cascade")
+    if cascade is not None:
+        ok = (isinstance(cascade, dict) and cascade.get("small") in cfg.widths and cascade.get("full") in cfg.widths
+              and isinstance(cascade.get("threshold"), int) and cascade["threshold"] >= -1)
+        if not ok:
+            raise ExportError(f"{where}: meta 'cascade' {cascade!r} is not a default operating point of this model "
+                              f"(small and full among {list(cfg.widths)}, an integer threshold >= -1)")
+        info["cascade"] = dict(cascade)
     return IntegerModel(info, conv, fc, requant, fc_requant).validate(where)

@@ -72,6 +72,21 @@ def save_bundle(path: str | Path, model: HARNet, mean: np.ndarray, std: np.ndarr
     return path
 
 
+def update_meta(name: str | Path, changes: dict) -> Path:
+    """Rewrite a bundle file with `changes` merged into its meta (tensors and config untouched)."""
+    bundle = load_bundle(name)
+    path = Path(bundle.path)
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        header = dict(f.metadata())
+    tensors = load_file(str(path))
+    header["meta"] = json.dumps({**bundle.meta, **changes})
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=header)
+    tmp.replace(path)
+    return path
+
+
 def resolve_bundle_path(name: str) -> Path:
     """A file path, or `bundled:NAME` for a bundle shipped in the package."""
     if name.startswith("bundled:"):

@@ -80,4 +80,19 @@ def fit(dataset: str, data_dir: Path, out: Path, *, task: str | None = None, fus
         },
         "cost": {str(w): {"macs": macs(cfg, w), "weight_bytes": weight_bytes(cfg, w)} for w in cfg.widths},
     }
-    return save_bundle(out, model, mean, std, meta), history
+    path = save_bundle(out, model, mean, std, meta)
+    # The cascade's default operating point, chosen on the validation windows with the integer
+    # engine (networks the integer engine cannot run, e.g. fp32 or late fusion, get none).
+    from streamhar.inference import ExportError
+    from streamhar.inference import operating_point
+    from streamhar.models.bundle import load_bundle, update_meta
+    try:
+        point = operating_point.choose(load_bundle(path), val_data.windows.x, val_data.windows.y, "validation")
+    except ExportError as e:
+        log(f"no default cascade threshold: {e}")
+    else:
+        if point:
+            update_meta(path, {"cascade": point})
+            log(f"default cascade threshold {point['threshold']}: macro-F1 {point['macro_f1']:.4f} "
+                f"(full width {point['full_macro_f1']:.4f}) at {point['cost_fraction']:.1%} of the full width's MACs")
+    return path, history
