@@ -157,6 +157,8 @@ def test_host_engine_equals_integer_engine_on_the_tiny_model(tiny_model, dense):
         got, want = c.run(x, width), ref.run(x, width)
         assert got.dtype == np.int32 and got.shape == want.shape and np.array_equal(got, want), width
         assert np.array_equal(c.run(x[5], width), want[5])      # one window [C, L]
+        assert np.array_equal(c.run(x[6:7], width), want[6:7])  # a batch of one [1, C, L]
+        assert np.array_equal(c.run(x[5], width), want[5])      # the one-window buffer is reused
         cls, margin = c.classify(x, width)
         assert np.array_equal(cls, ref.classify(x, width)[0]) and np.array_equal(margin, ref.classify(x, width)[1])
 

@@ -233,6 +233,13 @@ class HostCEngine:
             raise HostCError(f"{self.name}: har_dense_work_len: inconsistent network description")
         self._work = np.zeros(work_len, np.int32)
         self._dense: dict[int, np.ndarray] = {}
+        # One-window calls (the streaming case) skip per-call pointer lookups: the window is copied
+        # into a fixed buffer, and every pointer handed to C is computed once here.
+        c, length = self.input_shape
+        self._x1, self._out1 = np.zeros((1, c, length), np.int8), np.zeros((1, a["n_classes"]), np.int32)
+        self._net_ref = C.byref(self.net)
+        self._ptrs = {"work": _ptr(self._work), "x1": _ptr(self._x1), "out1": _ptr(self._out1)}
+        self._widths = {w: i for i, w in enumerate(model.widths)}
 
     def _dense_weights(self, wi: int) -> np.ndarray:
         w = self._dense.get(wi)
@@ -243,6 +250,7 @@ class HostCEngine:
             if n == 0 or rc != 0:
                 raise HostCError(f"{self.name}: har_dense_decode: {_ERRORS.get(rc, rc)}")
             self._dense[wi] = w
+            self._ptrs[wi] = _ptr(w)
         return w
 
     @property
@@ -266,18 +274,28 @@ class HostCEngine:
         if x.dtype != np.int8 or x.ndim not in (2, 3) or x.shape[-2:] != (c, length) or x.size == 0:
             raise StreamharError(f"expected int8 windows of shape [N, {c}, {length}] (or one [{c}, {length}]) "
                                  f"for {self.name}, got {x.dtype} {list(x.shape)}")
-        wi = self.model.width_index(width)
+        wi = self._widths.get(width)
+        if wi is None:
+            wi = self.model.width_index(width)                 # raises the clear error
         single = x.ndim == 2
-        xb = np.ascontiguousarray(x[None] if single else x)
-        logits = np.empty((xb.shape[0], self.model.arch["n_classes"]), np.int32)
+        n = 1 if single else x.shape[0]
         with self._run_lock:
-            if self.dense:
+            if self.dense and n == 1:
                 w = self._dense_weights(wi)
-                rc = self.lib.har_dense_run_batch(C.byref(self.net), wi, _ptr(w), w.size, _ptr(self._work),
-                                                  self._work.size, _ptr(xb), xb.shape[0], _ptr(logits))
+                self._x1[0] = x if single else x[0]
+                rc = self.lib.har_dense_run_batch(self._net_ref, wi, self._ptrs[wi], w.size, self._ptrs["work"],
+                                                  self._work.size, self._ptrs["x1"], 1, self._ptrs["out1"])
+                logits = self._out1.copy()
             else:
-                rc = self.lib.har_net_run_batch(C.byref(self.net), wi, _ptr(xb), xb.shape[0], C.byref(self.scratch),
-                                                _ptr(logits))
+                xb = np.ascontiguousarray(x[None] if single else x)
+                logits = np.empty((n, self.model.arch["n_classes"]), np.int32)
+                if self.dense:
+                    w = self._dense_weights(wi)
+                    rc = self.lib.har_dense_run_batch(self._net_ref, wi, self._ptrs[wi], w.size, self._ptrs["work"],
+                                                      self._work.size, _ptr(xb), n, _ptr(logits))
+                else:
+                    rc = self.lib.har_net_run_batch(self._net_ref, wi, _ptr(xb), n, C.byref(self.scratch),
+                                                    _ptr(logits))
         if rc != 0:
             raise HostCError(f"{self.name}: har_net_run: {_ERRORS.get(rc, rc)}")
         return logits[0] if single else logits
