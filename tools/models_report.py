@@ -42,6 +42,23 @@ def zero_fraction(bundle) -> float:
     return zeros / total if total else 0.0
 
 
+def recipe(bundle) -> str:
+    t = bundle.meta["training"]
+    parts = [f"lr schedule {t.get('schedule', 'plateau')}"]
+    parts.append(f"in-place distillation α = {t['distill']:g}, T = {t['temperature']:g}" if t.get("distill")
+                 else "no distillation")
+    return ", ".join(parts)
+
+
+def cascade_point(bundle) -> str:
+    c = bundle.meta.get("cascade")
+    if not c:
+        return "no default cascade threshold"
+    return (f"default cascade threshold {c['threshold']} (width {c['small']} first, chosen on {c['chosen_on']}): "
+            f"macro-F1 {c['macro_f1']:.4f} vs {c['full_macro_f1']:.4f} full, {c['escalation_rate']:.1%} escalated, "
+            f"{c['cost_fraction']:.1%} of the full width's MACs")
+
+
 def params(bundle) -> int:
     return sum(l["weights"] for l in layer_shapes(bundle.config, 1.0))
 
@@ -78,7 +95,8 @@ def main() -> int:
               f"{zero_fraction(bundle):.1%} of conv weight codes zero; "
               f"validation subjects {', '.join(result['subjects'])}, window {result['window']}, "
               f"stride {result['stride']}; trained {bundle.meta['training']['epochs_run']} epochs "
-              f"(best {bundle.meta['training']['best_epoch']}), {bundle.meta['training']['seconds']:.0f} s.\n",
+              f"(best {bundle.meta['training']['best_epoch']}), {bundle.meta['training']['seconds']:.0f} s; "
+              f"{recipe(bundle)}; {cascade_point(bundle)}.\n",
               file=sys.stdout)
         table += rows(name, bundle, result, bundle.config.weight_quant.split(":")[0])
         if name in baselines:
