@@ -7,7 +7,7 @@ vs the cascade, at batch 1 (per-window latency) and batch 256 (throughput).
 The fp32 model is a HARNet of the same shape with fp32 weights and ReLU (eager, CPU, one thread,
 `torch.no_grad`, eval mode). Real validation windows are used so the cascade escalates as it
 would. Prints a Markdown block for docs/BENCHMARKS.md; figures are medians, ratios are against
-fp32 torch in the same run. The runtimes take turns within every repeat (round robin), so a
+fp32 torch in the same run. The runtimes take turns in blocks of 10 calls (round robin), so a
 slow spell of this shared machine hits all of them alike instead of one row.
 """
 from __future__ import annotations
@@ -31,16 +31,19 @@ from streamhar.models.data import bundle_split
 from streamhar.models.har_cnn import HARNet
 
 
-def median_seconds_round_robin(fns: list, repeats: int) -> list[float]:
-    """Median wall time of each callable fn(r), the callables taking turns within every repeat r."""
+def median_seconds_round_robin(fns: list, repeats: int, block: int = 10) -> list[float]:
+    """Median wall time of each callable fn(r) over `repeats` calls. The callables take turns in
+    blocks of `block` consecutive calls (warm caches within a block, as a pipeline stage that
+    runs one model has; turns, so a slow spell of the machine hits every callable alike)."""
     for fn in fns:
         fn(0)                                       # warm-up
     times: list[list[float]] = [[] for _ in fns]
-    for r in range(repeats):
+    for start in range(0, repeats, block):
         for fn, ts in zip(fns, times):
-            t = time.perf_counter()
-            fn(r)
-            ts.append(time.perf_counter() - t)
+            for r in range(start, min(start + block, repeats)):
+                t = time.perf_counter()
+                fn(r)
+                ts.append(time.perf_counter() - t)
     return [statistics.median(ts) for ts in times]
 
 
@@ -103,7 +106,7 @@ def main() -> int:
         with torch.no_grad():
             t1s = median_seconds_round_robin([lambda r, fn=fn: fn(b1(r)) for _, fn in runtimes], args.repeats)
             t256s = median_seconds_round_robin([lambda r, fn=fn: fn(b256(r)) for _, fn in runtimes],
-                                               max(3, args.repeats // 20))
+                                               max(3, args.repeats // 20), block=1)
         for (label, _), t1, t256 in zip(runtimes, t1s, t256s):
             print(f"| {name} | {label} | {t1 * 1e3:.3f} | {t1s[0] / t1:.2f} | {n256 / t256:,.0f} | "
                   f"{t256s[0] / t256:.2f} |")

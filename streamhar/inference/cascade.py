@@ -33,7 +33,14 @@ class CascadeOutput:
     margins: np.ndarray      # int64 [N] margin of the narrow model
     escalated: np.ndarray    # bool [N] path taken: True = full width answered
     macs: np.ndarray         # int64 [N] cost of each window
-    prob_margins: np.ndarray  # float64 [N] the narrow model's margin on softmax probabilities (reporting)
+    small_logits: np.ndarray  # int32 [N, K] the narrow model's logits
+    logit_scale: int = LOGIT_SCALE
+
+    @property
+    def prob_margins(self) -> np.ndarray:
+        """float64 [N]: the narrow model's margin on softmax probabilities (for reporting; computed
+        on demand, off the per-window path)."""
+        return prob_margin(self.small_logits, self.logit_scale)
 
 
 def prob_margin(logits: np.ndarray, logit_scale: int = LOGIT_SCALE) -> np.ndarray:
@@ -78,8 +85,8 @@ class Cascade:
         if escalate.any():
             classes[escalate] = ops.argmax_margin(self.engine.run(x[escalate], self.full))[0]
         cost = self.macs_small + escalate.astype(np.int64) * self.macs_full
-        return CascadeOutput(classes, margins.astype(np.int64), escalate, cost,
-                             prob_margin(small_logits, self.engine.model.info.get("logit_scale", LOGIT_SCALE)))
+        return CascadeOutput(classes, margins.astype(np.int64), escalate, cost, small_logits,
+                             self.engine.model.info.get("logit_scale", LOGIT_SCALE))
 
 
 def threshold_grid(margins: np.ndarray, n: int = 100) -> np.ndarray:
