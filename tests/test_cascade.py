@@ -152,7 +152,7 @@ def test_sweep_cli_on_the_bundled_model(data_dir, tmp_path):
 
 def test_sweep_prints_the_table_and_writes_the_plot_by_default(data_dir, tmp_path):
     result = subprocess.run([sys.executable, "-m", "streamhar", "sweep", "bundled:usc-had"], capture_output=True,
-                            text=True, cwd=tmp_path, env={**os.environ, "STREAMHAR_DATA": str(data_dir)},
+                            text=True, cwd=tmp_path, env={**os.environ, "STREAMHAR_DATA": str(data_dir.resolve())},
                             timeout=600)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
