@@ -1,0 +1,1 @@
+"""ZeroMQ transport between pipeline stages: the message schema (messages.py)."""

@@ -1,0 +1,197 @@
+"""The ZeroMQ message schema between pipeline stages (docs/MESSAGES.md).
+
+A message is a multipart ZeroMQ message:
+
+    frame 0   topic     UTF-8, "<kind>/<stream>" (SUB sockets filter on prefixes of it)
+    frame 1   header    UTF-8 JSON object (below)
+    frame 2…  payload   one raw array per entry of header["arrays"], C order, little-endian
+
+Header keys: `v` (SCHEMA_VERSION), `kind` ("samples", "windows", "predictions", "eos", …),
+`stream`, `seq` (0, 1, 2, … per stream and kind: a receiver counts gaps), `arrays` (a list of
+{"name", "dtype", "shape"}, one per payload frame, in order), and free fields of the kind (e.g.
+`t_first`, `t_last`, `rate`, `recording`, `first_of_recording`). Channel names and units are big
+and constant, so a stream sends them with its first message, with every first message of a
+recording and every CHANNELS_EVERY-th message (receivers that join late pick them up), and a
+`channels_id` (CRC-32 of names and units) on every message; `ChannelBook` resolves the id.
+
+Arrays travel without copies: `encode` hands numpy buffers to `send_multipart(copy=False)`, and
+`decode` of frames received with `copy=False` returns read-only numpy views of the frames'
+memory. Nothing is unpickled: the header is JSON and the payload raw numbers whose dtype comes
+from a short allow-list.
+"""
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from streamhar.errors import StreamharError
+from streamhar.sources.chunk import Chunk
+
+SCHEMA_VERSION = 1
+CHANNELS_EVERY = 100
+DTYPES = {"float32", "float64", "int8", "uint8", "int16", "int32", "int64", "bool"}
+
+
+class MessageError(StreamharError):
+    """A message that does not follow the schema; says which stream/seq and what was expected."""
+
+
+@dataclass
+class Message:
+    kind: str
+    stream: str
+    seq: int
+    header: dict
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def channels_id(names: Sequence[str], units: Sequence[str]) -> str:
+    return f"{zlib.crc32(json.dumps([list(names), list(units)]).encode()):08x}"
+
+
+def _buffer(a: np.ndarray) -> memoryview:
+    a = np.asarray(a)
+    if a.dtype.name not in DTYPES:
+        raise MessageError(f"array dtype {a.dtype} cannot be sent; allowed: {', '.join(sorted(DTYPES))}")
+    if a.dtype.byteorder == ">":
+        a = a.astype(a.dtype.newbyteorder("<"))
+    return memoryview(np.ascontiguousarray(a)).cast("B")
+
+
+def encode(kind: str, stream: str, seq: int, arrays: dict[str, np.ndarray] | None = None, **fields) -> list:
+    """Frames for `socket.send_multipart(frames, copy=False)`: topic, header, one buffer per array."""
+    arrays = arrays or {}
+    specs = [{"name": k, "dtype": np.asarray(v).dtype.name, "shape": list(np.shape(v))} for k, v in arrays.items()]
+    header = {"v": SCHEMA_VERSION, "kind": kind, "stream": stream, "seq": int(seq), "arrays": specs, **fields}
+    return [f"{kind}/{stream}".encode(), json.dumps(header, separators=(",", ":")).encode(),
+            *(_buffer(v) for v in arrays.values())]
+
+
+def _bytes_of(frame) -> memoryview:
+    """A zmq.Frame (received with copy=False), bytes or a buffer → its memory, without a copy."""
+    buf = getattr(frame, "buffer", frame)
+    return memoryview(buf)
+
+
+def decode(frames: Sequence) -> Message:
+    """The message of received frames; arrays are read-only views of the frames (no copy)."""
+    if len(frames) < 2:
+        raise MessageError(f"a message needs a topic and a header frame, got {len(frames)} frame(s)")
+    try:
+        header = json.loads(bytes(_bytes_of(frames[1])))
+        kind, stream, seq, specs = header["kind"], header["stream"], header["seq"], header["arrays"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise MessageError(f"message header is not a streamhar header ({e})") from None
+    where = f"{kind} message of stream {stream!r}, seq {seq}"
+    if header.get("v") != SCHEMA_VERSION:
+        raise MessageError(f"{where}: schema version {header.get('v')!r}, this streamhar reads {SCHEMA_VERSION}")
+    if len(frames) != 2 + len(specs):
+        raise MessageError(f"{where}: header lists {len(specs)} array(s), the message carries {len(frames) - 2}")
+    arrays = {}
+    for spec, frame in zip(specs, frames[2:]):
+        if spec.get("dtype") not in DTYPES:
+            raise MessageError(f"{where}: array {spec.get('name')!r} has dtype {spec.get('dtype')!r}; "
+                               f"allowed: {', '.join(sorted(DTYPES))}")
+        dtype = np.dtype(spec["dtype"]).newbyteorder("<")
+        shape = tuple(int(n) for n in spec["shape"])
+        buf = _bytes_of(frame)
+        want = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if buf.nbytes != want:
+            raise MessageError(f"{where}: array {spec['name']!r} {spec['dtype']} {list(shape)} needs {want} bytes, "
+                               f"the frame has {buf.nbytes}")
+        a = np.frombuffer(buf, dtype=dtype).reshape(shape)
+        a.flags.writeable = False
+        arrays[spec["name"]] = a
+    return Message(kind, stream, int(seq), header, arrays)
+
+
+# ---------------------------------------------------------------------------------- chunks
+
+def encode_chunk(chunk: Chunk, channels: Sequence[str], units: Sequence[str], rate: float) -> list:
+    """A source chunk as a "samples" message (channel names on the first messages, see above)."""
+    cid = channels_id(channels, units)
+    fields = {"recording": chunk.recording_id, "first_of_recording": bool(chunk.first_of_recording),
+              "rate": float(rate), "channels_id": cid,
+              "t_first": float(chunk.timestamps[0]) if len(chunk) else None,
+              "t_last": float(chunk.timestamps[-1]) if len(chunk) else None}
+    if chunk.seq == 0 or chunk.first_of_recording or chunk.seq % CHANNELS_EVERY == 0:
+        fields["channels"], fields["units"] = list(channels), list(units)
+    return encode("samples", chunk.stream, chunk.seq,
+                  {"timestamps": chunk.timestamps, "samples": chunk.samples, "labels": chunk.labels}, **fields)
+
+
+class ChannelBook:
+    """Channel names and units per `channels_id`, learnt from the messages that carry them."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, tuple[list[str], list[str]]] = {}
+
+    def learn(self, msg: Message) -> tuple[list[str], list[str]]:
+        h = msg.header
+        if "channels" in h:
+            names, units = list(h["channels"]), list(h.get("units", []))
+            if channels_id(names, units) != h.get("channels_id"):
+                raise MessageError(f"samples message of stream {msg.stream!r}, seq {msg.seq}: channels_id "
+                                   f"{h.get('channels_id')!r} does not match its channel list")
+            self._by_id[h["channels_id"]] = (names, units)
+        found = self._by_id.get(h.get("channels_id"))
+        if found is None:
+            raise MessageError(f"samples message of stream {msg.stream!r}, seq {msg.seq}: channel set "
+                               f"{h.get('channels_id')!r} not announced yet (it comes with seq 0, the first "
+                               f"message of each recording and every {CHANNELS_EVERY}th message)")
+        return found
+
+
+def decode_chunk(msg: Message) -> Chunk:
+    """The chunk a "samples" message carries (arrays stay views of the received frames)."""
+    where = f"samples message of stream {msg.stream!r}, seq {msg.seq}"
+    if msg.kind != "samples":
+        raise MessageError(f"{where}: kind is {msg.kind!r}")
+    try:
+        ts, x, y = msg.arrays["timestamps"], msg.arrays["samples"], msg.arrays["labels"]
+    except KeyError as e:
+        raise MessageError(f"{where}: array {e} missing") from None
+    if ts.ndim != 1 or x.ndim != 2 or y.shape != ts.shape or x.shape[0] != ts.shape[0]:
+        raise MessageError(f"{where}: expected timestamps [n], samples [n, C], labels [n]; got "
+                           f"{list(ts.shape)}, {list(x.shape)}, {list(y.shape)}")
+    return Chunk(msg.stream, msg.seq, msg.header.get("recording", ""), ts, x, y,
+                 bool(msg.header.get("first_of_recording", False)))
+
+
+# ---------------------------------------------------------------------------------- sequence numbers
+
+@dataclass
+class StreamCount:
+    received: int = 0
+    gaps: int = 0              # how many times messages were missing
+    missing: int = 0           # how many messages were missing in all
+    out_of_order: int = 0      # seq lower than expected (duplicate or late)
+    next_seq: int = 0
+
+
+class SequenceTracker:
+    """Per (kind, stream): counts received messages and the gaps in their sequence numbers."""
+
+    def __init__(self) -> None:
+        self.streams: dict[tuple[str, str], StreamCount] = {}
+
+    def observe(self, msg: Message) -> int:
+        """Records msg; returns how many messages were missing just before it (0 = in sequence)."""
+        c = self.streams.setdefault((msg.kind, msg.stream), StreamCount())
+        c.received += 1
+        if msg.seq < c.next_seq:
+            c.out_of_order += 1
+            return 0
+        missed = msg.seq - c.next_seq
+        if missed:
+            c.gaps += 1
+            c.missing += missed
+        c.next_seq = msg.seq + 1
+        return missed
+
+    def totals(self) -> dict:
+        return {f"{k}/{s}": vars(c).copy() for (k, s), c in self.streams.items()}

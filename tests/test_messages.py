@@ -1,0 +1,145 @@
+"""The ZeroMQ message schema: chunks cross real sockets (and a real process boundary) unchanged and
+without copies on receipt; gaps in sequence numbers are counted; malformed messages are refused
+with the stream, seq and what was expected."""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+
+import numpy as np
+import pytest
+import zmq
+
+from streamhar.sources.chunk import Chunk
+from streamhar.transport.messages import (CHANNELS_EVERY, ChannelBook, MessageError, SequenceTracker, decode,
+                                          decode_chunk, encode, encode_chunk)
+
+
+def _chunk(seq: int, n: int = 5, first: bool = False) -> Chunk:
+    ts = np.arange(seq * n, seq * n + n, dtype=np.float64) / 100
+    x = (np.arange(n * 3, dtype=np.float32).reshape(n, 3) + seq)
+    return Chunk("replay:test", seq, "rec-1", ts, x, np.full(n, seq % 7, np.int16), first)
+
+
+@pytest.fixture
+def pair():
+    ctx = zmq.Context()
+    push, pull = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL)
+    port = pull.bind_to_random_port("tcp://127.0.0.1")
+    push.connect(f"tcp://127.0.0.1:{port}")
+    yield push, pull
+    push.close(0)
+    pull.close(0)
+    ctx.term()
+
+
+def test_a_chunk_crosses_a_socket_unchanged_and_arrives_as_views_of_the_frames(pair):
+    push, pull = pair
+    chunk = _chunk(0, first=True)
+    push.send_multipart(encode_chunk(chunk, ["a.x", "a.y", "a.z"], ["g", "g", "g"], 100.0), copy=False)
+    frames = pull.recv_multipart(copy=False)
+    assert bytes(frames[0].buffer) == b"samples/replay:test"
+    msg = decode(frames)
+    got = decode_chunk(msg)
+    assert got.seq == 0 and got.recording_id == "rec-1" and got.first_of_recording
+    for name in ("timestamps", "samples", "labels"):
+        a, b = getattr(got, name), getattr(chunk, name)
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+        assert not a.flags.owndata and not a.flags.writeable       # a view of the received frame
+    assert msg.header["t_first"] == 0.0 and msg.header["t_last"] == pytest.approx(0.04)
+    assert ChannelBook().learn(msg) == (["a.x", "a.y", "a.z"], ["g", "g", "g"])
+
+
+def test_channel_names_come_with_the_first_messages_and_are_resolved_by_id():
+    names, units = ["a", "b", "c"], ["g", "g", "g"]
+    carries = [("channels" in decode(encode_chunk(_chunk(s), names, units, 100.0)).header) for s in range(0, 2 * CHANNELS_EVERY + 1)]
+    assert carries[0] and carries[CHANNELS_EVERY] and carries[2 * CHANNELS_EVERY] and sum(carries) == 3
+    book = ChannelBook()
+    late = decode(encode_chunk(_chunk(5), names, units, 100.0))
+    with pytest.raises(MessageError, match="not announced yet"):
+        book.learn(late)                                # a receiver that joined late
+    book.learn(decode(encode_chunk(_chunk(CHANNELS_EVERY), names, units, 100.0)))
+    assert book.learn(late) == (names, units)
+    assert "channels" in decode(encode_chunk(_chunk(7, first=True), names, units, 100.0)).header
+
+
+def test_sequence_gaps_are_counted_per_stream():
+    tracker = SequenceTracker()
+    seqs = [0, 1, 2, 5, 6, 6, 10]
+    missed = [tracker.observe(decode(encode_chunk(_chunk(s), ["a", "b", "c"], ["g"] * 3, 100.0))) for s in seqs]
+    assert missed == [0, 0, 0, 2, 0, 0, 3]
+    other = decode(encode("windows", "replay:test", 0))
+    assert tracker.observe(other) == 0                 # another kind: its own sequence
+    c = tracker.totals()["samples/replay:test"]
+    assert (c["received"], c["gaps"], c["missing"], c["out_of_order"]) == (7, 2, 5, 1)
+
+
+def test_malformed_messages_are_refused_with_stream_seq_and_expectation():
+    good = [bytes(f) for f in encode_chunk(_chunk(3), ["a", "b", "c"], ["g"] * 3, 100.0)]
+    with pytest.raises(MessageError, match="stream 'replay:test', seq 3: header lists 3 array"):
+        decode(good[:-1])
+    short = list(good)
+    short[3] = short[3][:-4]
+    with pytest.raises(MessageError, match="seq 3: array 'samples' float32 \\[5, 3\\] needs 60 bytes, the frame has 56"):
+        decode(short)
+    header = json.loads(good[1])
+    for change, pattern in (({"v": 99}, "schema version 99"),
+                            ({"arrays": [dict(header["arrays"][0], dtype="object")] + header["arrays"][1:]},
+                             "dtype 'object'")):
+        bad = list(good)
+        bad[1] = json.dumps({**header, **change}).encode()
+        with pytest.raises(MessageError, match=pattern):
+            decode(bad)
+    with pytest.raises(MessageError, match="not a streamhar header"):
+        decode([b"x", b"{not json"])
+    with pytest.raises(MessageError, match="cannot be sent"):
+        encode("samples", "s", 0, {"x": np.array([object()])})
+    with pytest.raises(MessageError, match="kind is 'windows'"):
+        decode_chunk(decode(encode("windows", "s", 0)))
+
+
+def _replay_into(endpoint: str, data_dir: str) -> None:
+    """Child process: replay USC-HAD subject 11 as fast as possible into a PUSH socket."""
+    from pathlib import Path
+
+    from streamhar.datasets import get_dataset
+    from streamhar.sources.replay import ReplaySource
+    recs = get_dataset("usc-had").load_selection(Path(data_dir), "11")
+    src = ReplaySource(recs, stream="replay:usc-had:11")
+    sock = zmq.Context.instance().socket(zmq.PUSH)
+    sock.connect(endpoint)
+    for chunk in src.chunks():
+        sock.send_multipart(encode_chunk(chunk, [c.name for c in src.channels], [c.unit for c in src.channels],
+                                         src.rate), copy=False)
+    sock.send_multipart(encode("eos", "replay:usc-had:11", 0))
+    sock.close(linger=-1)
+
+
+def test_a_real_replay_crosses_a_process_boundary_without_loss(data_dir):
+    from streamhar.datasets import get_dataset
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    port = pull.bind_to_random_port("tcp://127.0.0.1")
+    child = mp.get_context("spawn").Process(target=_replay_into,
+                                            args=(f"tcp://127.0.0.1:{port}", str(data_dir.resolve())))
+    child.start()
+    tracker, book, parts = SequenceTracker(), ChannelBook(), []
+    pull.RCVTIMEO = 60_000
+    try:
+        while True:
+            msg = decode(pull.recv_multipart(copy=False))
+            tracker.observe(msg)
+            if msg.kind == "eos":
+                break
+            names, _ = book.learn(msg)
+            parts.append(np.array(decode_chunk(msg).samples))
+    finally:
+        child.join(30)
+        pull.close(0)
+        ctx.term()
+    assert child.exitcode == 0
+    recs = get_dataset("usc-had").load_selection(data_dir, "11")
+    assert names == list(recs[0].channel_names)
+    assert np.array_equal(np.concatenate(parts), np.concatenate([r.samples for r in recs]))
+    c = tracker.totals()["samples/replay:usc-had:11"]
+    assert c["gaps"] == 0 and c["received"] == len(parts)
