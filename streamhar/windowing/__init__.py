@@ -1,1 +1,2 @@
-"""Windowing: sliding windows, normalization, channel mapping (the pipeline stage arrives with issue 5)."""
+"""Windowing: the one window definition (sliding.py) and the streaming stage (stage.py: channel
+mapping, alignment of several sources (align.py), resampling (resample.py), normalization)."""
