@@ -143,13 +143,6 @@ size_t har_dense_weights_len(const har_net *net, uint32_t width)
     return n;
 }
 
-/* Code j of a packed row: 0b00 → 0, 0b01 → +1, 0b11 → −1 (docs/FORMAT.md). */
-static int code_at(const uint8_t *row, size_t j)
-{
-    unsigned f = ((unsigned)row[j >> 2] >> (2u * (unsigned)(j & 3u))) & 3u;
-    return f == 1u ? 1 : (f == 3u ? -1 : 0);
-}
-
 int har_dense_decode(const har_net *net, uint32_t width, uint8_t *w, size_t len)
 {
     har_dense_block g[HAR_MAX_BLOCKS];
@@ -184,7 +177,7 @@ int har_dense_decode(const har_net *net, uint32_t width, uint8_t *w, size_t len)
                 for (e = 0; e < 4u; ++e) {
                     size_t j = 4u * q + e, kk = j / g[i].cp, c = j % g[i].cp;
                     int8_t v = (o < g[i].n_out && c < g[i].n_in)
-                                   ? (int8_t)code_at(net->conv[i] + o * rb, c * g[i].k + kk) /* packed: c·K + k */
+                                   ? (int8_t)har_code(net->conv[i] + o * rb, c * g[i].k + kk) /* packed: c·K + k */
                                    : (int8_t)0;
                     *wq++ = v;
                     sec.corr[o] += g[i].zp * v;     /* Σ_j w·(x + zp) − zp·Σ_j w = Σ_j w·x */
@@ -338,12 +331,6 @@ static void gemm(const har_dense_block *g, const int8_t *w, const int32_t *corr,
 
 /* ------------------------------------------------------------------ epilogue */
 
-/* floor(v / 2^s), s in 0..62, without >> of a negative value (as har_kernels.c). */
-static int64_t asr(int64_t v, int32_t s)
-{
-    return v >= 0 ? (v >> s) : ~((~v) >> s);
-}
-
 /* Max-pools acc [tcb][op] over `pool` times and requantizes channel o < n_out to 0..hi (the
  * arithmetic of maxpool1d + requantize: round half up, floor shift); writes rows [tp][op] of
  * codes at y, 0 for channels ≥ n_out. `sec` holds the prepared tables (used when every shift of
@@ -403,9 +390,7 @@ static void pool_requantize(const int32_t *acc, const har_dense_block *g, size_t
                 q = (int64_t)((((uint64_t)((int64_t)sec->m[o] * v)) + sec->add[at]) >> sec->shift[at]) -
                     (int64_t)sec->sub[at];
             } else {
-                q = (int64_t)r->m[o] * v + r->bias[o];
-                if (r->shift[o] > 0)
-                    q = asr(q + ((int64_t)1 << (r->shift[o] - 1)), r->shift[o]);
+                q = har_rescale(v, r->m[o], r->shift[o], r->bias[o]);
             }
             q = q < 0 ? 0 : q;
             y[o] = (uint8_t)(q > hi ? hi : q);

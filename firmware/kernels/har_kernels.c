@@ -10,7 +10,7 @@ size_t har_row_bytes(size_t c_in, size_t k)
 }
 
 /* Code j of a packed row, sign-extended: 0b00 → 0, 0b01 → +1, 0b11 → −1. */
-static int har_code(const uint8_t *row, size_t j)
+int har_code(const uint8_t *row, size_t j)
 {
     unsigned f = ((unsigned)row[j >> 2] >> (2u * (unsigned)(j & 3u))) & 3u;
     return f == 1u ? 1 : (f == 3u ? -1 : 0);
@@ -145,7 +145,7 @@ static int64_t har_asr(int64_t v, int32_t s)
 }
 
 /* (m·acc + bias + 2^(shift−1)) >> shift, arithmetic; shift 0: m·acc + bias. */
-static int64_t har_rescale(int32_t acc, int32_t m, int32_t shift, int64_t bias)
+int64_t har_rescale(int32_t acc, int32_t m, int32_t shift, int64_t bias)
 {
     int64_t v = (int64_t)m * (int64_t)acc + bias;
     if (shift <= 0)

@@ -35,6 +35,13 @@ typedef enum { HAR_IN_S8 = 0, HAR_IN_U8 = 1 } har_in_type;
  * prefix of each row, never a shorter row. */
 size_t har_row_bytes(size_t c_in, size_t k);
 
+/* Code j of a packed ternary row, sign-extended: 0b00 → 0, 0b01 → +1, 0b11 → −1. */
+int har_code(const uint8_t *row, size_t j);
+
+/* floor((m·acc + bias + 2^(shift−1)) / 2^shift) for shift >= 1; m·acc + bias for shift <= 0:
+ * the requantization rule every requantizing kernel applies. */
+int64_t har_rescale(int32_t acc, int32_t m, int32_t shift, int64_t bias);
+
 /* conv1d_ternary — 1D cross-correlation with zero padding of a window of integer codes with
  * 2-bit packed ternary weights, read directly in the .shm layout (no unpacking pass, no copy):
  *
