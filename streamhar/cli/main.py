@@ -9,7 +9,8 @@ from streamhar.errors import StreamharError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from streamhar.cli import data_cmd, eval_cmd, export_cmd, replay_cmd, sweep_cmd, train_cmd
+    from streamhar.cli import (ctl_cmd, data_cmd, eval_cmd, export_cmd, replay_cmd, run_cmd, stage_cmd, sweep_cmd,
+                               train_cmd)
 
     parser = argparse.ArgumentParser(
         prog="streamhar", description="Real-time human activity recognition from wearable sensors.")
@@ -21,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     eval_cmd.register(sub)
     sweep_cmd.register(sub)
     export_cmd.register(sub)
+    run_cmd.register(sub)
+    stage_cmd.register(sub)
+    ctl_cmd.register(sub)
     return parser
 
 

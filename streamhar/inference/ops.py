@@ -154,7 +154,5 @@ def argmax_margin(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if z.shape[-1] < 2:
         raise ValueError("argmax_margin needs at least two classes")
     cls = np.argmax(z, axis=-1)
-    top1 = np.take_along_axis(z, cls[..., None], axis=-1)[..., 0]
-    others = z.copy()
-    np.put_along_axis(others, cls[..., None], np.iinfo(np.int64).min, axis=-1)
-    return cls, top1 - others.max(axis=-1)
+    top2 = np.partition(z, -2, axis=-1)[..., -2:]     # [second largest, largest] (equal on a tie)
+    return cls, top2[..., 1] - top2[..., 0]

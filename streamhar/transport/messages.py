@@ -22,6 +22,7 @@ from a short allow-list.
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -33,7 +34,7 @@ from streamhar.sources.chunk import Chunk
 
 SCHEMA_VERSION = 1
 CHANNELS_EVERY = 100
-DTYPES = {"float32", "float64", "int8", "uint8", "int16", "int32", "int64", "bool"}
+DTYPES = {"float32", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "bool"}
 
 
 class MessageError(StreamharError):
@@ -53,10 +54,22 @@ def channels_id(names: Sequence[str], units: Sequence[str]) -> str:
     return f"{zlib.crc32(json.dumps([list(names), list(units)]).encode()):08x}"
 
 
-def _buffer(a: np.ndarray) -> memoryview:
-    a = np.asarray(a)
-    if a.dtype.name not in DTYPES:
+# dtype → its wire name and wire name → little-endian dtype, looked up per array (dtype.name is
+# slow enough to matter at tens of thousands of messages per second).
+_NAMES = {np.dtype(n).newbyteorder("<"): n for n in DTYPES} | {np.dtype(n): n for n in DTYPES}
+_WIRE = {n: np.dtype(n).newbyteorder("<") for n in DTYPES}
+
+
+def _name(a: np.ndarray) -> str:
+    name = _NAMES.get(a.dtype)
+    if name is None:
+        name = a.dtype.name if a.dtype.name in DTYPES else None
+    if name is None:
         raise MessageError(f"array dtype {a.dtype} cannot be sent; allowed: {', '.join(sorted(DTYPES))}")
+    return name
+
+
+def _buffer(a: np.ndarray) -> memoryview:
     if a.dtype.byteorder == ">":
         a = a.astype(a.dtype.newbyteorder("<"))
     return memoryview(np.ascontiguousarray(a)).cast("B")
@@ -64,8 +77,8 @@ def _buffer(a: np.ndarray) -> memoryview:
 
 def encode(kind: str, stream: str, seq: int, arrays: dict[str, np.ndarray] | None = None, **fields) -> list:
     """Frames for `socket.send_multipart(frames, copy=False)`: topic, header, one buffer per array."""
-    arrays = arrays or {}
-    specs = [{"name": k, "dtype": np.asarray(v).dtype.name, "shape": list(np.shape(v))} for k, v in arrays.items()]
+    arrays = {k: np.asarray(v) for k, v in (arrays or {}).items()}
+    specs = [{"name": k, "dtype": _name(v), "shape": list(v.shape)} for k, v in arrays.items()]
     header = {"v": SCHEMA_VERSION, "kind": kind, "stream": stream, "seq": int(seq), "arrays": specs, **fields}
     return [f"{kind}/{stream}".encode(), json.dumps(header, separators=(",", ":")).encode(),
             *(_buffer(v) for v in arrays.values())]
@@ -96,10 +109,10 @@ def decode(frames: Sequence) -> Message:
         if spec.get("dtype") not in DTYPES:
             raise MessageError(f"{where}: array {spec.get('name')!r} has dtype {spec.get('dtype')!r}; "
                                f"allowed: {', '.join(sorted(DTYPES))}")
-        dtype = np.dtype(spec["dtype"]).newbyteorder("<")
+        dtype = _WIRE[spec["dtype"]]
         shape = tuple(int(n) for n in spec["shape"])
         buf = _bytes_of(frame)
-        want = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        want = math.prod(shape) * dtype.itemsize
         if buf.nbytes != want:
             raise MessageError(f"{where}: array {spec['name']!r} {spec['dtype']} {list(shape)} needs {want} bytes, "
                                f"the frame has {buf.nbytes}")
@@ -111,10 +124,11 @@ def decode(frames: Sequence) -> Message:
 
 # ---------------------------------------------------------------------------------- chunks
 
-def encode_chunk(chunk: Chunk, channels: Sequence[str], units: Sequence[str], rate: float) -> list:
-    """A source chunk as a "samples" message (channel names on the first messages, see above)."""
+def encode_chunk(chunk: Chunk, channels: Sequence[str], units: Sequence[str], rate: float, **extra) -> list:
+    """A source chunk as a "samples" message (channel names on the first messages, see above);
+    `extra` adds header fields (the pipeline's source adds `sent`, its monotonic send time)."""
     cid = channels_id(channels, units)
-    fields = {"recording": chunk.recording_id, "first_of_recording": bool(chunk.first_of_recording),
+    fields = {**extra, "recording": chunk.recording_id, "first_of_recording": bool(chunk.first_of_recording),
               "rate": float(rate), "channels_id": cid,
               "t_first": float(chunk.timestamps[0]) if len(chunk) else None,
               "t_last": float(chunk.timestamps[-1]) if len(chunk) else None}
@@ -129,6 +143,9 @@ class ChannelBook:
 
     def __init__(self) -> None:
         self._by_id: dict[str, tuple[list[str], list[str]]] = {}
+
+    def knows(self, msg: Message) -> bool:
+        return "channels" in msg.header or msg.header.get("channels_id") in self._by_id
 
     def learn(self, msg: Message) -> tuple[list[str], list[str]]:
         h = msg.header
@@ -195,3 +212,69 @@ class SequenceTracker:
 
     def totals(self) -> dict:
         return {f"{k}/{s}": vars(c).copy() for (k, s), c in self.streams.items()}
+
+
+# ---------------------------------------------------------------------------------- windows and predictions
+# Imported lazily by kind: the window and inference stages' dataclasses.
+
+def encode_windows(batch, seq: int, src_sent: np.ndarray, stream: str = "windows") -> list:
+    """A WindowBatch as a "windows" message; `src_sent` float64 [N]: when the source sent the chunk
+    that completed each window (time.monotonic, where the latency starts)."""
+    return encode("windows", stream, seq, {"x": batch.x, "labels": batch.labels, "t_first": batch.t_first,
+                                           "t_last": batch.t_last, "window_seq": batch.seq,
+                                           "src_sent": np.asarray(src_sent, np.float64)},
+                  recording=batch.recording_id)
+
+
+def decode_windows(msg: Message):
+    from streamhar.windowing.stage import WindowBatch
+    a = _expect(msg, "windows", ("x", "labels", "t_first", "t_last", "window_seq", "src_sent"))
+    n = a["labels"].shape[0]
+    if a["x"].ndim != 3 or a["x"].shape[0] != n or any(a[k].shape != (n,) for k in ("t_first", "t_last", "window_seq",
+                                                                                    "src_sent")):
+        raise MessageError(f"windows message of stream {msg.stream!r}, seq {msg.seq}: expected x [N, C, L] and "
+                           f"[N] arrays, got x {list(a['x'].shape)} for {n} labels")
+    return WindowBatch(a["x"], a["labels"], a["t_first"], a["t_last"], msg.header.get("recording", ""),
+                       a["window_seq"])
+
+
+def encode_predictions(pred, seq: int, latency: np.ndarray, class_names: Sequence[str] | None = None,
+                       stream: str = "predictions", **fields) -> list:
+    """A PredictionBatch (inference/stage.py) with per-window latency (s) as a "predictions" message;
+    class names travel on a stream's first message (and whenever given)."""
+    if class_names is not None:
+        fields["class_names"] = list(class_names)
+    return encode("predictions", stream, seq, {**pred.arrays, "latency": latency},
+                  recording=pred.recording_id, **fields)
+
+
+PREDICTION_ARRAYS = ("window_seq", "t_last", "labels", "classes", "margins", "prob_margins", "escalated",
+                     "macs", "window_crc", "latency")
+
+
+def decode_predictions(msg: Message):
+    """(PredictionBatch, latency seconds [N])."""
+    from streamhar.inference.stage import PredictionBatch
+    a = _expect(msg, "predictions", PREDICTION_ARRAYS)
+    n = a["classes"].shape[0]
+    bad = [k for k in PREDICTION_ARRAYS if a[k].shape != (n,)]
+    if bad:
+        raise MessageError(f"predictions message of stream {msg.stream!r}, seq {msg.seq}: arrays {bad} are not "
+                           f"[{n}]")
+    fields = {k: a[k] for k in PREDICTION_ARRAYS if k != "latency"}
+    return PredictionBatch(recording_id=msg.header.get("recording", ""), **fields), a["latency"]
+
+
+def encode_end(kind: str, stream: str, seq: int, **counts) -> list:
+    """End of stream: `seq` = how many messages the stream sent (so a receiver knows what is due)."""
+    return encode("end", stream, seq, of=kind, **counts)
+
+
+def _expect(msg: Message, kind: str, names: Sequence[str]) -> dict:
+    where = f"{kind} message of stream {msg.stream!r}, seq {msg.seq}"
+    if msg.kind != kind:
+        raise MessageError(f"{where}: kind is {msg.kind!r}")
+    missing = [k for k in names if k not in msg.arrays]
+    if missing:
+        raise MessageError(f"{where}: array(s) {', '.join(missing)} missing")
+    return msg.arrays

@@ -1,0 +1,327 @@
+"""The four stage processes: each a loop that decodes, calls a pure stage object, encodes, sends.
+
+    source  →(chunks: PUSH→PULL)→  window  →(windows: PUSH→PULL)→  infer ×N  →(predictions: PUSH→PULL)→  sink
+
+The pure steps live with their data: `sources/` (chunks), `windowing/stage.py` (WindowStage),
+`inference/stage.py` (InferStage), `sinks/` (metrics, view, JSON lines). Here only the edges:
+sockets, flow control (pipeline/flow.py), end of stream and status reports.
+
+End of stream: a source sends an "end" message whose seq is how many chunks it sent; the window
+stage, once every source has ended, flushes and sends "end" with the number of window messages;
+an inference worker forwards it; the sink finishes when it holds every window message before that
+number (in bounded mode: or when the missing ones are overdue — they were dropped, and counted,
+upstream). Inference workers then idle until stopped (several share one stream, and any of them
+may receive the end), so the supervisor stops them once the sink is done.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import zmq
+
+from streamhar.pipeline.flow import Inlet, Outlet, data_socket
+from streamhar.pipeline.runner import StageRunner
+from streamhar.transport import messages as m
+
+OVERDUE_S = 1.0    # bounded mode: a missing window message this long after the end is written off
+# The window stage sends the windows of every chunk already waiting in its input as one message
+# (up to this many windows): at real-time pace nothing waits, so each window leaves at once; when
+# the pipeline runs behind (a replay at full speed), messages grow and per-message costs shrink.
+COALESCE = 64
+
+
+def _runs(outbox: list) -> list[list]:
+    """Consecutive (batch, sent) pairs of the same recording, with windows, grouped."""
+    groups: list[list] = []
+    for b, t in outbox:
+        if not len(b):
+            continue
+        if groups and groups[-1][-1][0].recording_id == b.recording_id:
+            groups[-1].append((b, t))
+        else:
+            groups.append([(b, t)])
+    return groups
+
+
+def _concat(batches: list):
+    if len(batches) == 1:
+        return batches[0]
+    from streamhar.windowing.stage import WindowBatch
+    cat = lambda k: np.concatenate([getattr(b, k) for b in batches])
+    return WindowBatch(cat("x"), cat("labels"), cat("t_first"), cat("t_last"), batches[0].recording_id, cat("seq"))
+
+
+def run_source(r: StageRunner, index: int) -> dict:
+    from streamhar.sources.open import late_start, open_source
+    from streamhar.sources.pacing import Pacer
+
+    cfg, sc = r.cfg, r.cfg.sources[index]
+    src = open_source(sc, cfg.speed, cfg.loop, cfg.data_dir)
+    names, units = [c.name for c in src.channels], [c.unit for c in src.channels]
+    out = Outlet(data_socket(r.ctx, zmq.PUSH, cfg.endpoints.chunks, False, cfg.hwm, cfg.mode), cfg.mode,
+                 lambda: r.stopping)
+    stats = {"stream": src.stream, "samples": 0, "chunks": 0, "stream_s": 0.0, "first_sent": None,
+             "last_sent": None, "rate": src.rate, "channels": len(names)}
+    r.report({**stats, **out.stats()}, state="ready", force=True)
+    r.wait_for_start()
+    if sc.delay > 0:
+        time.sleep(sc.delay)
+    pacer = Pacer(cfg.speed)
+    t_first = None
+    started = time.monotonic()
+    seq = 0
+    for chunk in late_start(src.chunks(), sc.start):
+        if r.stopping or (cfg.duration and time.monotonic() - started >= cfg.duration):
+            break
+        pacer.wait_until(float(chunk.timestamps[-1]))
+        now = time.monotonic()
+        if out.send(m.encode_chunk(chunk, names, units, src.rate, sent=now)):
+            stats["samples"] += len(chunk)
+        stats["chunks"] += 1
+        seq = chunk.seq + 1
+        t_first = float(chunk.timestamps[0]) if t_first is None else t_first
+        stats["stream_s"] = float(chunk.timestamps[-1]) - t_first + 1.0 / src.rate
+        stats["first_sent"] = stats["first_sent"] or now
+        stats["last_sent"] = now
+        r.poll_control()
+        r.report({**stats, **out.stats()})
+    out.send(m.encode_end("samples", src.stream, seq, samples=stats["samples"]))
+    stats["max_lag_ms"] = round(pacer.max_lag * 1e3, 3)
+    return {**stats, **out.stats()}
+
+
+def run_window(r: StageRunner) -> dict:
+    from streamhar.models.bundle import load_bundle
+    from streamhar.windowing.stage import SourceInfo, WindowStage
+
+    cfg = r.cfg
+    bundle = load_bundle(cfg.bundle)
+    inlet = Inlet(r.ctx, zmq.PULL, cfg.endpoints.chunks, True, cfg.mode, cfg.hwm, cfg.queue)
+    out = Outlet(data_socket(r.ctx, zmq.PUSH, cfg.endpoints.windows, True, cfg.hwm, cfg.mode), cfg.mode,
+                 lambda: r.stopping)
+    expected = [s.name for s in cfg.sources]
+    book, tracker = m.ChannelBook(), m.SequenceTracker()
+    infos: dict[str, SourceInfo] = {}
+    held: list[m.Message] = []          # chunks of sources that spoke before every source announced itself
+    stage: WindowStage | None = None
+    ended: set[str] = set()
+    seq = 0
+
+    def stats() -> dict:
+        s = {"windows_sent": seq, "input": inlet.stats(), "output": out.stats(), "held": len(held),
+             "sequence": tracker.totals()}
+        if stage is not None:
+            st = stage.stats
+            s.update(windows=st.windows_out, windows_dropped=st.windows_dropped,
+                     sources={k: vars(v) for k, v in st.sources.items()})
+        return s
+
+    outbox: list = []       # (WindowBatch, src_sent) not sent yet
+
+    def feed(msg: m.Message) -> None:
+        tracker.observe(msg)
+        sent = msg.header.get("sent", time.monotonic())
+        outbox.extend((b, sent) for b in stage.process(m.decode_chunk(msg)))
+
+    def send_outbox() -> None:
+        """One message per run of windows of one recording (see COALESCE)."""
+        nonlocal seq
+        for group in _runs(outbox):
+            batch = _concat([b for b, _ in group])
+            sent = np.concatenate([np.full(len(b), t) for b, t in group])
+            out.send(m.encode_windows(batch, seq, sent))
+            seq += 1
+        outbox.clear()
+
+    r.report(stats(), state="ready", force=True)
+    while not r.stopping:
+        frames = inlet.get()
+        r.poll_control()
+        r.report(stats())
+        if frames is None:
+            continue
+        msg = m.decode(frames)
+        if msg.stream not in expected:
+            raise m.MessageError(f"{msg.kind} message from stream {msg.stream!r}, seq {msg.seq}: not a source of "
+                                 f"this pipeline ({', '.join(expected)})")
+        if msg.kind == "end":
+            ended.add(msg.stream)
+            if ended == set(expected):
+                break
+            continue
+        if msg.stream not in infos:
+            names, units = book.learn(msg)
+            infos[msg.stream] = SourceInfo(msg.stream, tuple(names), tuple(units), float(msg.header["rate"]))
+        elif msg.header.get("channels_id") != m.channels_id(infos[msg.stream].channels, infos[msg.stream].units):
+            raise m.MessageError(f"samples message of stream {msg.stream!r}, seq {msg.seq}: its channels changed "
+                                 f"(channels_id {msg.header.get('channels_id')!r}); a source keeps its channels")
+        if stage is None:
+            held.append(msg)
+            if len(infos) == len(expected):
+                stage = WindowStage(bundle, [infos[n] for n in expected])
+                for h in held:
+                    feed(h)
+                held.clear()
+        else:
+            feed(msg)
+        if not inlet.ready() or sum(len(b) for b, _ in outbox) >= COALESCE:
+            send_outbox()
+    if stage is not None:
+        stage.flush()
+    send_outbox()
+    out.send(m.encode_end("windows", "windows", seq, windows=int(stage.stats.windows_out) if stage else 0))
+    inlet.close()
+    return stats()
+
+
+def run_infer(r: StageRunner, worker: int) -> dict:
+    from streamhar.inference.stage import InferStage
+
+    cfg = r.cfg
+    stage = InferStage.from_bundle(cfg.bundle, threshold=cfg.threshold or None, engine=cfg.engine)
+    r.on("threshold", lambda cmd: stage.set_threshold(cmd["value"]))
+    inlet = Inlet(r.ctx, zmq.PULL, cfg.endpoints.windows, False, cfg.mode, cfg.hwm, cfg.queue)
+    out = Outlet(data_socket(r.ctx, zmq.PUSH, cfg.endpoints.predictions, False, cfg.hwm, cfg.mode), cfg.mode,
+                 lambda: r.stopping)
+    busy = 0.0
+    names_sent = False
+
+    def stats() -> dict:
+        return {**stage.stats(), "worker": worker, "busy_s": round(busy, 3), "input": inlet.stats(),
+                "output": out.stats()}
+
+    r.report(stats(), state="ready", force=True)
+    while not r.stopping:
+        frames = inlet.get()
+        r.poll_control()
+        r.report(stats())
+        if frames is None:
+            continue
+        msg = m.decode(frames)
+        if msg.kind == "end":
+            out.send(m.encode_end("predictions", "predictions", msg.seq, windows=msg.header.get("windows", 0)))
+            continue
+        t0 = time.monotonic()
+        pred = stage.process(m.decode_windows(msg))
+        now = time.monotonic()
+        busy += now - t0
+        latency = now - msg.arrays["src_sent"]
+        out.send(m.encode_predictions(pred, msg.seq, latency, None if names_sent else stage.class_names,
+                                      worker=worker, threshold=stage.describe_threshold()))
+        names_sent = True
+    inlet.close()
+    return stats()
+
+
+def run_sink(r: StageRunner) -> dict:
+    from streamhar.sinks.jsonl import JsonLinesWriter
+    from streamhar.sinks.metrics import RunningMetrics
+
+    cfg, sc = r.cfg, r.cfg.sink
+    inlet = Inlet(r.ctx, zmq.PULL, cfg.endpoints.predictions, True, cfg.mode, cfg.hwm, cfg.queue)
+    pub = None
+    if sc.publish:
+        pub = data_socket(r.ctx, zmq.PUB, sc.publish, True, cfg.hwm, "bounded")
+    writer = JsonLinesWriter(sc.jsonl) if sc.jsonl else None
+    metrics: RunningMetrics | None = None
+    class_names: list[str] | None = None
+    pending: dict[int, tuple] = {}
+    state = {"next": 0, "end": None, "end_at": None, "gaps": 0, "missing": 0, "out_of_order": 0,
+             "messages": 0, "windows": 0, "last_recv": None, "first_recv": None, "threshold": None}
+
+    def stats() -> dict:
+        s = {k: v for k, v in state.items() if k not in ("end_at",)}
+        s.update(input=inlet.stats(), pending=len(pending))
+        if metrics is not None:
+            s["snapshot"] = metrics.snapshot(time.monotonic())
+        return s
+
+    def release() -> None:
+        while state["next"] in pending:
+            pred, latency, frames = pending.pop(state["next"])
+            metrics.update(pred, latency, time.monotonic())
+            if writer is not None:
+                writer.write(pred, latency, class_names)
+            if pub is not None:
+                pub.send_multipart(frames, copy=False)
+            state["windows"] += len(pred)
+            state["next"] += 1
+
+    def skip_missing() -> None:
+        """Write off the lowest missing message(s): dropped upstream (bounded mode)."""
+        target = min(pending) if pending else state["end"]
+        if target is not None and target > state["next"]:
+            state["gaps"] += 1
+            state["missing"] += target - state["next"]
+            state["next"] = target
+
+    r.report(stats(), state="ready", force=True)
+    while not r.stopping:
+        frames = inlet.get()
+        r.poll_control()
+        now = time.monotonic()
+        if frames is not None:
+            msg = m.decode(frames)
+            if msg.kind == "end":
+                state["end"], state["end_at"] = msg.seq, now
+            else:
+                pred, latency = m.decode_predictions(msg)
+                if class_names is None:
+                    if "class_names" not in msg.header:
+                        raise m.MessageError(f"predictions seq {msg.seq}: class names not received yet")
+                    class_names = list(msg.header["class_names"])
+                    metrics = RunningMetrics(class_names)
+                state["threshold"] = msg.header.get("threshold")
+                state["messages"] += 1
+                state["first_recv"] = state["first_recv"] or now
+                state["last_recv"] = now
+                if msg.seq < state["next"] or msg.seq in pending:
+                    state["out_of_order"] += 1          # a duplicate or a message already written off
+                else:
+                    pending[msg.seq] = (pred, latency, frames)
+                    release()
+                    if cfg.mode == "bounded" and len(pending) > cfg.queue:
+                        skip_missing()
+                        release()
+                if sc.throttle_ms > 0:
+                    time.sleep(sc.throttle_ms / 1000 * len(pred))
+        end = state["end"]
+        if end is not None:
+            if state["next"] >= end and not pending:
+                break
+            if cfg.mode == "bounded" and now - max(state["end_at"], state["last_recv"] or 0) > OVERDUE_S:
+                skip_missing()
+                release()
+        r.report(stats())
+    if writer is not None:
+        writer.close()
+    inlet.close()
+    final = stats()
+    final["summary"] = metrics.summary() if metrics is not None else None
+    final["complete"] = state["end"] is not None and state["next"] >= state["end"]
+    return final
+
+
+STAGES = {"source": run_source, "window": run_window, "infer": run_infer, "sink": run_sink}
+
+
+def stage_main(kind: str, cfg, supervised: bool, index: int = 0) -> int:
+    """Run one stage to its end; 0 when it finished (or was stopped), 1 when it failed."""
+    name = kind if kind in ("window", "sink") else f"{kind}-{index}"
+    r = StageRunner(name, cfg, supervised)
+    result: dict = {}
+    try:
+        fn = STAGES[kind]
+        result = fn(r, index) if kind in ("source", "infer") else fn(r)
+        r.report(result, state="done", force=True, stopped=r.stopping)
+        return 0
+    except Exception as exc:
+        r.fail(exc, result)
+        if not supervised:
+            raise
+        import traceback
+        traceback.print_exc()
+        return 1
+    finally:
+        r.close()

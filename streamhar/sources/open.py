@@ -1,0 +1,62 @@
+"""A source from its spec and options: the pipeline's source stage opens sources here.
+
+`open_source(cfg, speed, loop, data_dir)` gives a `ReplaySource` for `replay:NAME[:SELECTOR]`,
+restricted to `cfg.channels` (fnmatch patterns over channel names, e.g. "T.*" for DSADS's torso
+IMU) so one data set can be replayed as several sources. `late_start(chunks, start)` drops the
+first `start` seconds of a chunk stream, keeping timestamps (a source that starts late) and
+numbering the remaining chunks 0, 1, 2, … as a source that began there would.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from typing import Iterator
+
+import numpy as np
+
+from streamhar.errors import UsageError
+from streamhar.sources.chunk import Chunk
+from streamhar.sources.replay import ReplaySource, parse_replay_spec
+
+
+def open_source(cfg, speed: float | None, loop: bool, data_dir) -> ReplaySource:
+    if not cfg.spec.startswith("replay:"):
+        raise UsageError(f"source {cfg.spec!r}: only replay:NAME[:SELECTOR] sources exist in this version "
+                         "(serial: and ble: sources come with the live-sources work)")
+    from streamhar.datasets import get_dataset
+    from streamhar.datasets.paths import resolve_data_dir
+
+    spec = parse_replay_spec(cfg.spec)
+    recordings = get_dataset(spec.dataset).load_selection(resolve_data_dir(data_dir or None), spec.selector)
+    if cfg.channels:
+        names = recordings[0].channel_names
+        cols = [i for i, n in enumerate(names) if any(fnmatch.fnmatchcase(n, p) for p in cfg.channels)]
+        if not cols:
+            raise UsageError(f"source {cfg.spec!r}: no channel matches {cfg.channels}; channels are "
+                             f"{', '.join(names[:8])}, …")
+        recordings = [dataclasses.replace(r, samples=np.ascontiguousarray(r.samples[:, cols]),
+                                          channels=tuple(r.channels[i] for i in cols)) for r in recordings]
+    # Paced, chunks of 0.1 s (a BLE notification burst); unpaced, 1 s: per-message costs, not
+    # samples, bound the throughput of a replay at full speed.
+    chunk = cfg.chunk or (max(1, round(recordings[0].rate)) if speed is None else None)
+    return ReplaySource(recordings, stream=cfg.name or cfg.spec, chunk_size=chunk, speed=speed, loop=loop)
+
+
+def late_start(chunks: Iterator[Chunk], start: float) -> Iterator[Chunk]:
+    """The chunks from stream time `start` on (seconds after the first sample), renumbered from 0."""
+    if start <= 0:
+        yield from chunks
+        return
+    t0, seq, first_pending = None, 0, True
+    for c in chunks:
+        if t0 is None:
+            t0 = float(c.timestamps[0])
+        keep = c.timestamps >= t0 + start
+        if not keep.any():
+            continue
+        if not keep.all():
+            i = int(np.argmax(keep))
+            c = dataclasses.replace(c, timestamps=c.timestamps[i:], samples=c.samples[i:], labels=c.labels[i:])
+        yield dataclasses.replace(c, seq=seq, first_of_recording=c.first_of_recording or first_pending)
+        seq += 1
+        first_pending = False
