@@ -6,6 +6,7 @@ from pathlib import Path
 
 from streamhar.cli.main import add_data_dir_option
 from streamhar.datasets.paths import resolve_data_dir
+from streamhar.errors import UsageError
 
 
 def register(sub) -> None:
@@ -19,6 +20,11 @@ def register(sub) -> None:
     p.add_argument("--width", type=float, help="only this width (default: every trained width)")
     p.add_argument("--png", type=Path, help="write the confusion matrix of the widest evaluated width here")
     p.add_argument("--json", action="store_true", help="print all metrics as JSON")
+    p.add_argument("--cascade", action="store_true",
+                   help="also evaluate the adaptive cascade (integer engine) at the model's stored threshold")
+    p.add_argument("--threshold", type=int, help="with --cascade: this integer margin threshold instead")
+    p.add_argument("--predictions", type=Path, metavar="PATH",
+                   help="with --cascade: write one JSON line per window (what `streamhar run --jsonl` writes)")
     add_data_dir_option(p)
     p.set_defaults(func=cmd_eval)
 
@@ -37,6 +43,19 @@ def cmd_eval(args) -> int:
         if args.width is not None:
             bundle.model.width_index(args.width)        # a clear error for an untrained width
         results.append(evaluate(bundle, data_dir, selector, widths))
+    cascades = []
+    if args.cascade or args.predictions or args.threshold is not None:
+        if not args.cascade:
+            raise UsageError("--threshold and --predictions need --cascade")
+        from streamhar.evaluation.evaluate import evaluate_cascade
+        for name in args.bundles:
+            metrics, rows = evaluate_cascade(load_bundle(name), data_dir, selector, args.threshold)
+            cascades.append(metrics)
+        if args.predictions:
+            with open(args.predictions, "w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in rows)
+        for r, c in zip(results, cascades):
+            r["cascade"] = c
     if args.png:
         r = results[-1]
         width, metrics = list(r["widths"].items())[-1]
@@ -48,6 +67,13 @@ def cmd_eval(args) -> int:
         return 0
     for r in results:
         print(format_result(r))
+        if "cascade" in r:
+            c = r["cascade"]
+            print(f"  cascade (widths {c['small']} → {c['full']}, threshold {c['threshold']}): {c['windows']:,} windows, "
+                  f"accuracy {c['accuracy']:.4f}, macro-F1 {c['macro_f1']:.4f}, escalated "
+                  f"{c['escalation_rate'] * 100:.1f} %, {c['macs_per_window']:,.0f} MACs/window")
+    if args.predictions:
+        print(f"per-window predictions written to {args.predictions}")
     if args.png:
         print(f"confusion matrix written to {args.png}")
     return 0

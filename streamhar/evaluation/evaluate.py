@@ -49,3 +49,47 @@ def evaluate(bundle: Bundle, data_dir: Path, selector: str, widths: list[float] 
         cost = meta.get("cost", {}).get(str(width), {})
         result["widths"][str(width)] = {"window": window_scores, "sample": sample_scores, **cost}
     return result
+
+
+def evaluate_cascade(bundle: Bundle, data_dir: Path, selector: str, threshold: int | None = None,
+                     engine: str = "auto") -> tuple[dict, list[dict]]:
+    """The adaptive cascade (integer engine, the model's stored threshold unless given) offline:
+    (metrics, one row per window). Streaming must give the same rows: `streamhar run --jsonl`
+    writes the same fields (window number, recording, class, label, margin, path, MACs, CRC-32 of
+    the int8 window), and a test compares them."""
+    import zlib
+
+    from streamhar.inference import ops
+    from streamhar.inference.cascade import Cascade
+    from streamhar.inference.engine import IntegerEngine
+    from streamhar.inference.export import export_bundle
+    from streamhar.models.cost import macs
+
+    split = bundle_split(bundle, data_dir, selector)
+    model = export_bundle(bundle)
+    runner = IntegerEngine(model, name=bundle.path)
+    if engine in ("auto", "c"):
+        try:
+            from streamhar.inference.host_c import HostCEngine
+            runner = HostCEngine(model, name=bundle.path)
+        except Exception:
+            if engine == "c":
+                raise
+    cascade = Cascade(runner, {w: macs(bundle.config, w) for w in bundle.config.widths}, threshold)
+    q = ops.quantize_input(bundle.normalize(split.windows.x), model.info["input_step"])
+    out = cascade.process(q) if len(q) else None
+    names = bundle.class_names
+    rows = []
+    for i in range(len(q)):
+        rows.append({"window": i, "recording": split.windows.recording_ids[split.windows.recording[i]],
+                     "end": int(split.windows.end[i]), "class": names[out.classes[i]],
+                     "class_index": int(out.classes[i]), "label_index": int(split.windows.y[i]),
+                     "margin": int(out.margins[i]), "path": "escalated" if out.escalated[i] else "small",
+                     "macs": int(out.macs[i]), "window_crc": zlib.crc32(q[i].tobytes())})
+    s = scores(confusion(split.windows.y, out.classes, len(names)), names) if out is not None else {}
+    metrics = {"bundle": bundle.path, "selector": selector, "windows": len(q), "threshold": cascade.threshold,
+               "small": cascade.small, "full": cascade.full,
+               "accuracy": s.get("accuracy"), "macro_f1": s.get("macro_f1"),
+               "escalation_rate": float(out.escalated.mean()) if out is not None else None,
+               "macs_per_window": float(out.macs.mean()) if out is not None else None}
+    return metrics, rows

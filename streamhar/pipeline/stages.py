@@ -53,7 +53,7 @@ def _concat(batches: list):
 
 
 def run_source(r: StageRunner, index: int) -> dict:
-    from streamhar.sources.open import late_start, open_source
+    from streamhar.sources.open import inject_faults, late_start, open_source
     from streamhar.sources.pacing import Pacer
 
     cfg, sc = r.cfg, r.cfg.sources[index]
@@ -71,7 +71,7 @@ def run_source(r: StageRunner, index: int) -> dict:
     t_first = None
     started = time.monotonic()
     seq = 0
-    for chunk in late_start(src.chunks(), sc.start):
+    for chunk in inject_faults(late_start(src.chunks(), sc.start), sc.drop, sc.nan):
         if r.stopping or (cfg.duration and time.monotonic() - started >= cfg.duration):
             break
         pacer.wait_until(float(chunk.timestamps[-1]))

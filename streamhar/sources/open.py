@@ -5,6 +5,12 @@ restricted to `cfg.channels` (fnmatch patterns over channel names, e.g. "T.*" fo
 IMU) so one data set can be replayed as several sources. `late_start(chunks, start)` drops the
 first `start` seconds of a chunk stream, keeping timestamps (a source that starts late) and
 numbering the remaining chunks 0, 1, 2, … as a source that began there would.
+
+`inject_faults(chunks, drop, nan)` damages a replay the way real sensors do, to test what the
+pipeline does with it (as `tc netem` does for networks): `drop` = [[from_s, to_s], …] removes the
+samples in those stretches of stream time (a dropout: the timestamps jump), `nan` = [[from_s,
+to_s], …] turns every value in them into NaN (a sensor reporting garbage). Times are seconds after
+the source's first sample.
 """
 from __future__ import annotations
 
@@ -60,3 +66,32 @@ def late_start(chunks: Iterator[Chunk], start: float) -> Iterator[Chunk]:
         yield dataclasses.replace(c, seq=seq, first_of_recording=c.first_of_recording or first_pending)
         seq += 1
         first_pending = False
+
+
+def inject_faults(chunks: Iterator[Chunk], drop=(), nan=()) -> Iterator[Chunk]:
+    if not drop and not nan:
+        yield from chunks
+        return
+    for spans, what in ((drop, "drop"), (nan, "nan")):
+        for span in spans:
+            if len(span) != 2 or not span[0] < span[1]:
+                raise UsageError(f"source fault {what} = {span!r}: expected [from_s, to_s] with from_s < to_s")
+    t0, seq, pending_first = None, 0, False
+    for c in chunks:
+        t0 = float(c.timestamps[0]) if t0 is None else t0
+        rel = c.timestamps - t0
+        keep = np.ones(len(c), bool)
+        for a, b in drop:
+            keep &= ~((rel >= a) & (rel < b))
+        pending_first = pending_first or c.first_of_recording
+        if not keep.any():
+            continue
+        x = c.samples[keep]
+        for a, b in nan:
+            hit = (rel[keep] >= a) & (rel[keep] < b)
+            if hit.any():
+                x[hit] = np.nan
+        yield dataclasses.replace(c, seq=seq, timestamps=c.timestamps[keep], samples=x, labels=c.labels[keep],
+                                  first_of_recording=pending_first)
+        seq += 1
+        pending_first = False
