@@ -37,7 +37,8 @@ def register(sub) -> None:
 
 def build_config(args):
     from streamhar.pipeline.config import SourceConfig, load_config, parse_speed
-    from streamhar.pipeline.defaults import check_replay_ready, default_source, resolve_bundle
+    from streamhar.pipeline.defaults import (check_replay_ready, default_source, match_sources_to_bundle,
+                                             resolve_bundle)
 
     cfg = load_config(args.config)
     if args.source:
@@ -69,6 +70,7 @@ def build_config(args):
         cfg.data_dir = str(resolve_data_dir(None).resolve())
     check_replay_ready(cfg.sources[0].spec, cfg.bundle, cfg.data_dir)
     cfg.bundle = resolve_bundle(cfg.sources[0].spec, cfg.bundle)
+    match_sources_to_bundle(cfg)
     return cfg.validate(), note
 
 

@@ -89,6 +89,11 @@ class InferStage:
         self.windows = 0
         self.escalations = 0
         self.macs = 0
+        # Warm up both widths (the C engine decodes a width's weights on first use): the first
+        # real window must not pay for it.
+        zero = np.zeros((1, self.channels, self.length), np.int8)
+        for width in (self.cascade.small, self.cascade.full):
+            engine.run(zero, width)
 
     @classmethod
     def from_bundle(cls, name: str, threshold=None, engine: str = "auto") -> "InferStage":

@@ -47,6 +47,7 @@ class SourceConfig:
     start: float = 0.0                      # seconds of stream skipped at the start
     delay: float = 0.0                      # wall seconds waited before the first chunk
     chunk: int = 0                          # samples per chunk; 0 = 0.1 s worth (1 s at speed max)
+    task: str = ""                          # OPPORTUNITY label track; "" = the model's (locomotion)
     drop: list[list[float]] = field(default_factory=list)   # fault injection: [[from_s, to_s]] removed
     nan: list[list[float]] = field(default_factory=list)    # fault injection: [[from_s, to_s]] set to NaN
 

@@ -72,3 +72,21 @@ def resolve_bundle(spec: str, bundle: str) -> str:
         raise UsageError(f"no bundled model for {dataset}: pass --bundle FILE (e.g. one made with "
                          f"`streamhar train --dataset {dataset}`)")
     return found
+
+
+def bundle_meta(bundle: str) -> dict:
+    """A bundle's meta without building its network (no torch import in the supervisor)."""
+    import json
+
+    from safetensors import safe_open
+    with safe_open(str(resolve_bundle_path(bundle)), framework="numpy") as f:
+        return json.loads((f.metadata() or {}).get("meta", "{}"))
+
+
+def match_sources_to_bundle(cfg) -> None:
+    """Replays of the model's data set use the model's label track (OPPORTUNITY: locomotion or
+    gestures), so running accuracy scores what the model predicts."""
+    task = bundle_meta(cfg.bundle).get("task")
+    for s in cfg.sources:
+        if task and not s.task and s.spec.startswith("replay:opportunity"):
+            s.task = task

@@ -33,7 +33,9 @@ def open_source(cfg, speed: float | None, loop: bool, data_dir) -> ReplaySource:
     from streamhar.datasets.paths import resolve_data_dir
 
     spec = parse_replay_spec(cfg.spec)
-    recordings = get_dataset(spec.dataset).load_selection(resolve_data_dir(data_dir or None), spec.selector)
+    options = {"task": cfg.task} if cfg.task else {}
+    recordings = get_dataset(spec.dataset).load_selection(resolve_data_dir(data_dir or None), spec.selector,
+                                                          **options)
     if cfg.channels:
         names = recordings[0].channel_names
         cols = [i for i, n in enumerate(names) if any(fnmatch.fnmatchcase(n, p) for p in cfg.channels)]

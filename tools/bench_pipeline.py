@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""End-to-end pipeline benchmark: `streamhar run` with every stage a process, on real data.
+
+    python tools/bench_pipeline.py [--repeats 3] [--latency-seconds 600] [--parallel-latency]
+
+1. Throughput at `--speed max`, lossless: samples/s, windows/s and × real time from the first
+   chunk leaving the source to the last prediction reaching the sink, with sequence gaps and
+   drops (must be 0). The data sets take turns (round robin, `--repeats` runs each) so a slow
+   spell of this shared machine hits both; the median run is reported, with the slowest.
+2. Latency at `--speed 1` for `--latency-seconds` (default 10 minutes): per window, from the
+   source sending the chunk with the window's last sample to the inference stage sending its
+   prediction (p50, p99, max). `--parallel-latency` runs both data sets at once (harsher: four
+   more processes on the same cores).
+
+Prints a Markdown block for docs/BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+SOURCES = {"usc-had": "replay:usc-had:validation", "dsads": "replay:dsads:p6"}
+
+
+def run(source: str, speed: str, extra: list[str], data_dir: str | None) -> subprocess.Popen:
+    out = Path(tempfile.mkdtemp(prefix="bench-pipeline-")) / "summary.json"
+    cmd = [sys.executable, "-m", "streamhar", "run", "--source", source, "--speed", speed, "--no-view",
+           "--summary-json", str(out), *extra] + (["--data-dir", data_dir] if data_dir else [])
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    p.summary_path = out
+    return p
+
+
+def finish(p: subprocess.Popen) -> dict:
+    text, _ = p.communicate()
+    if p.returncode != 0:
+        raise SystemExit(f"streamhar run failed ({p.returncode}):\n{text}")
+    return json.loads(p.summary_path.read_text())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", nargs="+", default=list(SOURCES), choices=list(SOURCES))
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--latency-seconds", type=float, default=600.0)
+    ap.add_argument("--parallel-latency", action="store_true")
+    ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--data-dir", default=os.environ.get("STREAMHAR_DATA"))
+    args = ap.parse_args()
+
+    print(f"### Pipeline — {datetime.date.today().isoformat()}\n")
+    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; every stage a "
+          f"process (source, window, infer ×1, sink) over ipc ZeroMQ sockets, lossless. Command: "
+          f"`python tools/bench_pipeline.py {' '.join(sys.argv[1:])}`.\n")
+    if not args.skip_throughput:
+        runs: dict[str, list[dict]] = {d: [] for d in args.datasets}
+        for _ in range(args.repeats):
+            for d in args.datasets:
+                runs[d].append(finish(run(SOURCES[d], "max", [], args.data_dir)))
+        print("| data | source | samples | windows | samples/s | windows/s | × real time (median) | slowest run | "
+              "gaps | drops |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for d, rs in runs.items():
+            rs.sort(key=lambda s: s["throughput"]["realtime_factor"])
+            mid, slow = rs[len(rs) // 2], rs[0]
+            t = mid["throughput"]
+            print(f"| {d} | `{SOURCES[d]}` | {mid['samples']:,} | {mid['windows']:,} | {t['samples_per_s']:,.0f} | "
+                  f"{t['windows_per_s']:,.0f} | **{t['realtime_factor']:,.0f}×** | "
+                  f"{slow['throughput']['realtime_factor']:,.0f}× | {max(r['gaps'] for r in rs)} | "
+                  f"{max(r['dropped'] for r in rs)} |")
+        print()
+    if not args.skip_latency:
+        secs = f"{args.latency_seconds:g}"
+        procs = {}
+        results = {}
+        for d in args.datasets:
+            procs[d] = run(SOURCES[d], "1", ["--duration", secs, "--loop"], args.data_dir)
+            if not args.parallel_latency:
+                results[d] = finish(procs.pop(d))
+        for d, p in procs.items():
+            results[d] = finish(p)
+        how = "at the same time" if args.parallel_latency else "one after the other"
+        print(f"Latency at `--speed 1`, {secs} s per data set ({how}), source send → prediction sent:\n")
+        print("| data | windows | p50 ms | p99 ms | max ms | gaps | drops |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for d, s in results.items():
+            lat = s["latency_ms"]
+            print(f"| {d} | {s['windows']:,} | {lat['p50']:.2f} | {lat['p99']:.2f} | {lat['max']:.2f} | {s['gaps']} | "
+                  f"{s['dropped']} |")
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
