@@ -10,7 +10,6 @@ from streamhar.cli.main import add_data_dir_option
 from streamhar.datasets.paths import resolve_data_dir
 from streamhar.errors import UsageError
 from streamhar.models.config import FUSIONS
-from streamhar.models.train import TrainSettings
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -60,6 +59,8 @@ def cmd_train(args) -> int:
     from streamhar.models.fit import fit
     if args.dataset == "opportunity" and args.task not in (None, "locomotion", "gestures"):
         raise UsageError(f"--task must be locomotion or gestures for opportunity, got {args.task!r}")
+    from streamhar.models.train import TrainSettings   # torch: only when training
+
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                              patience=args.patience, max_steps=args.max_steps, augment=not args.no_augment,
                              distill=args.distill, temperature=args.temperature, schedule=args.schedule)

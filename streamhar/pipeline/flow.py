@@ -9,6 +9,17 @@ in-process queue of `queue` messages; when it is full the *oldest* data message 
 (end-of-stream markers never are) and counted, so a slow stage works on recent data and the
 delay stays bounded. A send that finds the next stage's queue full (HWM) drops that message,
 counted too. Every drop is counted in messages and in items (samples, windows).
+
+End-of-stream markers are never dropped (bounded) nor given up on a stop request (lossless) while
+a receiver is connected: without its end a downstream stage would wait for ever. On ipc endpoints
+(`streamhar run`'s default) a sender that has sent its end also keeps its connection open until
+every receiver has closed its side (it has read everything) or a stop request comes after the
+end: libzmq (4.3.5) discards what is still in a unix socket's buffer when the sender disconnects
+while the receiver is at its high-water mark (the hang-up ends the connection before the rest is
+read; tcp does not lose it), so a source that exits as soon as it has sent its last chunk would
+lose the tail of its stream — and its end — whenever its receiver runs behind. So on ipc the
+window stage, too, waits for the inference workers to be stopped. Connections are counted from
+socket monitor events.
 """
 from __future__ import annotations
 
@@ -16,8 +27,10 @@ import collections
 import json
 import threading
 import time
+import weakref
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from streamhar.errors import StreamharError
 
@@ -34,6 +47,38 @@ def items_of(frames) -> tuple[str, int]:
         return "?", 0
 
 
+def is_end(frames) -> bool:
+    """Whether a message is an end-of-stream marker (its topic is "end/STREAM")."""
+    return bytes(getattr(frames[0], "buffer", frames[0]))[:4] == b"end/"
+
+
+class Peers:
+    """How many receivers a sending data socket is connected to, from its monitor events."""
+
+    EVENTS = zmq.EVENT_CONNECTED | zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
+
+    def __init__(self, sock: zmq.Socket, hold: bool):
+        self.monitor = sock.get_monitor_socket(self.EVENTS)     # before bind/connect: no event missed
+        self.count = 0
+        self.hold = hold          # keep the connection after the end until the receivers close theirs
+
+    def update(self) -> int:
+        while True:
+            try:
+                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)["event"]
+            except zmq.Again:
+                return self.count
+            except zmq.ZMQError:          # the socket is closing
+                return 0
+            if event in (zmq.EVENT_CONNECTED, zmq.EVENT_ACCEPTED):
+                self.count += 1
+            elif event == zmq.EVENT_DISCONNECTED:
+                self.count = max(0, self.count - 1)
+
+
+_PEERS: "weakref.WeakKeyDictionary[zmq.Socket, Peers]" = weakref.WeakKeyDictionary()
+
+
 class Outlet:
     """The sending side of a data socket."""
 
@@ -47,7 +92,10 @@ class Outlet:
             sock.setsockopt(zmq.SNDTIMEO, SLICE_MS)
 
     def send(self, frames) -> bool:
-        """True when handed to ZeroMQ; False when dropped (bounded) or stopping (lossless)."""
+        """True when handed to ZeroMQ; False when dropped (bounded) or stopping (lossless).
+        An end marker is sent in either mode as long as a receiver is connected, then held (see above)."""
+        if is_end(frames):
+            return self._send_end(frames)
         if self.mode == "bounded":
             try:
                 self.sock.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
@@ -74,6 +122,27 @@ class Outlet:
     def stats(self) -> dict:
         return {"sent": self.sent, "dropped": self.dropped, "dropped_items": self.dropped_items,
                 "blocked_s": round(self.blocked_s, 3)}
+
+    def _send_end(self, frames) -> bool:
+        peers = _PEERS.get(self.sock)
+        stopped_before = self.stopping()
+        connected = (lambda: peers.update() > 0) if peers is not None else (lambda: not self.stopping())
+        t0 = time.monotonic()
+        while True:
+            try:
+                self.sock.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
+                break
+            except zmq.Again:
+                if self.stopping() and not connected():      # nobody left to receive it
+                    return False
+                time.sleep(SLICE_MS / 1000 / 10)
+        self.blocked_s += time.monotonic() - t0
+        self.sent += 1
+        if peers is not None and peers.hold:
+            # a stop request before the end (Ctrl-C: sources end their streams) does not release it
+            while peers.update() > 0 and (stopped_before or not self.stopping()):
+                time.sleep(SLICE_MS / 1000 / 2)
+        return True
 
 
 class Inlet:
@@ -168,6 +237,8 @@ def _socket(ctx: zmq.Context, kind: int, endpoint: str, bind: bool, hwm: int, li
     sock.setsockopt(zmq.RCVHWM, hwm)
     sock.setsockopt(zmq.SNDHWM, hwm)
     sock.setsockopt(zmq.LINGER, linger)
+    if kind == zmq.PUSH:
+        _PEERS[sock] = Peers(sock, hold=endpoint.startswith("ipc://"))
     try:
         (sock.bind if bind else sock.connect)(endpoint)
     except zmq.ZMQError as e:

@@ -81,13 +81,16 @@ class StageRunner:
             else:
                 break
 
-    def report(self, stats: dict, state: str = "running", force: bool = False, **extra) -> None:
+    def report(self, stats, state: str = "running", force: bool = False, **extra) -> None:
+        """stats: a dict, or a function giving one (called only when a report is due)."""
         now = time.monotonic()
         if not force and not extra and now - self._last_report < REPORT_EVERY:
             return
         self._last_report = now
         if self.status is None:
             return
+        if callable(stats):
+            stats = stats()
         msg = {"stage": self.name, "pid": os.getpid(), "state": state, "time": now, "stats": stats, **extra}
         try:
             self.status.send(json.dumps(msg, default=_plain).encode(), zmq.NOBLOCK)

@@ -85,7 +85,7 @@ def run_source(r: StageRunner, index: int) -> dict:
         stats["first_sent"] = stats["first_sent"] or now
         stats["last_sent"] = now
         r.poll_control()
-        r.report({**stats, **out.stats()})
+        r.report(lambda: {**stats, **out.stats()})
     out.send(m.encode_end("samples", src.stream, seq, samples=stats["samples"]))
     stats["max_lag_ms"] = round(pacer.max_lag * 1e3, 3)
     return {**stats, **out.stats()}
@@ -138,7 +138,7 @@ def run_window(r: StageRunner) -> dict:
     while not r.stopping:
         frames = inlet.get()
         r.poll_control()
-        r.report(stats())
+        r.report(stats)
         if frames is None:
             continue
         msg = m.decode(frames)
@@ -185,7 +185,6 @@ def run_infer(r: StageRunner, worker: int) -> dict:
     out = Outlet(data_socket(r.ctx, zmq.PUSH, cfg.endpoints.predictions, False, cfg.hwm, cfg.mode), cfg.mode,
                  lambda: r.stopping)
     busy = 0.0
-    names_sent = False
 
     def stats() -> dict:
         return {**stage.stats(), "worker": worker, "busy_s": round(busy, 3), "input": inlet.stats(),
@@ -195,7 +194,7 @@ def run_infer(r: StageRunner, worker: int) -> dict:
     while not r.stopping:
         frames = inlet.get()
         r.poll_control()
-        r.report(stats())
+        r.report(stats)
         if frames is None:
             continue
         msg = m.decode(frames)
@@ -207,10 +206,14 @@ def run_infer(r: StageRunner, worker: int) -> dict:
         now = time.monotonic()
         busy += now - t0
         latency = now - msg.arrays["src_sent"]
-        out.send(m.encode_predictions(pred, msg.seq, latency, None if names_sent else stage.class_names,
-                                      worker=worker, threshold=stage.describe_threshold()))
-        names_sent = True
+        # Class names on every message (a few hundred bytes per up to 64 windows): a sink that
+        # (re)starts while workers run must not depend on a worker's first message.
+        out.send(m.encode_predictions(pred, msg.seq, latency, stage.class_names, worker=worker,
+                                      threshold=stage.describe_threshold()))
     inlet.close()
+    # A worker runs until told to stop; what it could not deliver by then (its sink gone) is
+    # given up after 2 s instead of blocking the exit for ever.
+    out.sock.setsockopt(zmq.LINGER, 2000)
     return stats()
 
 
@@ -293,7 +296,7 @@ def run_sink(r: StageRunner) -> dict:
             if cfg.mode == "bounded" and now - max(state["end_at"], state["last_recv"] or 0) > OVERDUE_S:
                 skip_missing()
                 release()
-        r.report(stats())
+        r.report(stats)
     if writer is not None:
         writer.close()
     inlet.close()
