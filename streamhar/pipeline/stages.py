@@ -16,6 +16,7 @@ may receive the end), so the supervisor stops them once the sink is done.
 from __future__ import annotations
 
 import time
+from importlib import import_module
 
 import numpy as np
 import zmq
@@ -29,6 +30,9 @@ OVERDUE_S = 1.0    # bounded mode: a missing window message this long after the 
 # (up to this many windows): at real-time pace nothing waits, so each window leaves at once; when
 # the pipeline runs behind (a replay at full speed), messages grow and per-message costs shrink.
 COALESCE = 64
+# Chunks the window stage holds while some source has not spoken yet (it needs every source's
+# channels before it can cut a window); past this the silent source is an error, not a leak.
+HOLD_LIMIT = 20000
 
 
 def _runs(outbox: list) -> list[list]:
@@ -103,6 +107,7 @@ def run_window(r: StageRunner) -> dict:
     expected = [s.name for s in cfg.sources]
     book, tracker = m.ChannelBook(), m.SequenceTracker()
     infos: dict[str, SourceInfo] = {}
+    ids: dict[str, str] = {}            # each source's channels_id, checked on every chunk
     held: list[m.Message] = []          # chunks of sources that spoke before every source announced itself
     stage: WindowStage | None = None
     ended: set[str] = set()
@@ -137,9 +142,9 @@ def run_window(r: StageRunner) -> dict:
     r.report(stats(), state="ready", force=True)
     while not r.stopping:
         frames = inlet.get()
-        r.poll_control()
-        r.report(stats)
         if frames is None:
+            r.poll_control()
+            r.report(stats)
             continue
         msg = m.decode(frames)
         if msg.stream not in expected:
@@ -153,11 +158,17 @@ def run_window(r: StageRunner) -> dict:
         if msg.stream not in infos:
             names, units = book.learn(msg)
             infos[msg.stream] = SourceInfo(msg.stream, tuple(names), tuple(units), float(msg.header["rate"]))
-        elif msg.header.get("channels_id") != m.channels_id(infos[msg.stream].channels, infos[msg.stream].units):
+            ids[msg.stream] = m.channels_id(names, units)
+        elif msg.header.get("channels_id") != ids[msg.stream]:
             raise m.MessageError(f"samples message of stream {msg.stream!r}, seq {msg.seq}: its channels changed "
                                  f"(channels_id {msg.header.get('channels_id')!r}); a source keeps its channels")
         if stage is None:
             held.append(msg)
+            if len(held) > HOLD_LIMIT:
+                silent = [n for n in expected if n not in infos]
+                raise m.MessageError(f"window stage: {len(held)} chunks held waiting for source(s) "
+                                     f"{', '.join(silent)} that sent nothing yet; is it running and "
+                                     f"connected to {cfg.endpoints.chunks}?")
             if len(infos) == len(expected):
                 stage = WindowStage(bundle, [infos[n] for n in expected])
                 for h in held:
@@ -167,6 +178,8 @@ def run_window(r: StageRunner) -> dict:
             feed(msg)
         if not inlet.ready() or sum(len(b) for b, _ in outbox) >= COALESCE:
             send_outbox()
+        r.poll_control()           # after the data: control and status never delay a window
+        r.report(stats)
     if stage is not None:
         stage.flush()
     send_outbox()
@@ -177,6 +190,9 @@ def run_window(r: StageRunner) -> dict:
 
 def run_infer(r: StageRunner, worker: int) -> dict:
     from streamhar.inference.stage import InferStage
+    # decode_windows needs the window stage's module: import it before "ready" (it pulls in
+    # scipy.signal; imported on first use it stalled the first windows by ~1 s)
+    import_module("streamhar.windowing.stage")
 
     cfg = r.cfg
     stage = InferStage.from_bundle(cfg.bundle, threshold=cfg.threshold or None, engine=cfg.engine)
@@ -193,9 +209,9 @@ def run_infer(r: StageRunner, worker: int) -> dict:
     r.report(stats(), state="ready", force=True)
     while not r.stopping:
         frames = inlet.get()
-        r.poll_control()
-        r.report(stats)
         if frames is None:
+            r.poll_control()
+            r.report(stats)
             continue
         msg = m.decode(frames)
         if msg.kind == "end":
@@ -210,6 +226,8 @@ def run_infer(r: StageRunner, worker: int) -> dict:
         # (re)starts while workers run must not depend on a worker's first message.
         out.send(m.encode_predictions(pred, msg.seq, latency, stage.class_names, worker=worker,
                                       threshold=stage.describe_threshold()))
+        r.poll_control()
+        r.report(stats)
     inlet.close()
     # A worker runs until told to stop; what it could not deliver by then (its sink gone) is
     # given up after 2 s instead of blocking the exit for ever.
@@ -218,6 +236,7 @@ def run_infer(r: StageRunner, worker: int) -> dict:
 
 
 def run_sink(r: StageRunner) -> dict:
+    import_module("streamhar.inference.stage")            # for decode_predictions, before "ready"
     from streamhar.sinks.jsonl import JsonLinesWriter
     from streamhar.sinks.metrics import RunningMetrics
 

@@ -6,7 +6,7 @@ A message is a multipart ZeroMQ message:
     frame 1   header    UTF-8 JSON object (below)
     frame 2…  payload   one raw array per entry of header["arrays"], C order, little-endian
 
-Header keys: `v` (SCHEMA_VERSION), `kind` ("samples", "windows", "predictions", "eos", …),
+Header keys: `v` (SCHEMA_VERSION), `kind` ("samples", "windows", "predictions", "end"),
 `stream`, `seq` (0, 1, 2, … per stream and kind: a receiver counts gaps), `arrays` (a list of
 {"name", "dtype", "shape"}, one per payload frame, in order), and free fields of the kind (e.g.
 `t_first`, `t_last`, `rate`, `recording`, `first_of_recording`). Channel names and units are big
