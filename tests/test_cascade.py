@@ -43,6 +43,16 @@ def test_cascade_escalates_exactly_the_unsure_windows(setup):
     # One window alone takes the same path as in a batch.
     single = Cascade(engine, cost, threshold).process(x[7])
     assert single.classes[0] == out.classes[7] and single.escalated[0] == out.escalated[7]
+    # A probability-margin threshold (`streamhar ctl threshold 0.3`) decides on softmax margins.
+    probs = prob_margin(engine.run(x, 0.25))
+    c = Cascade(engine, cost, threshold)
+    c.set_threshold(float(np.median(probs)), "prob")
+    by_prob = c.process(x)
+    assert np.array_equal(by_prob.escalated, probs <= c.threshold) and 0 < by_prob.escalated.sum() < len(x)
+    assert np.array_equal(by_prob.classes, np.where(by_prob.escalated, full_cls, small_cls))
+    assert np.array_equal(by_prob.prob_margins, probs)
+    with pytest.raises(ValueError, match="margin"):
+        c.set_threshold(0.3, "entropy")
 
 
 def test_sweep_rows_agree_with_the_cascade(setup):

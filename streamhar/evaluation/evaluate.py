@@ -61,20 +61,13 @@ def evaluate_cascade(bundle: Bundle, data_dir: Path, selector: str, threshold: i
 
     from streamhar.inference import ops
     from streamhar.inference.cascade import Cascade
-    from streamhar.inference.engine import IntegerEngine
+    from streamhar.inference.engine import choose_engine
     from streamhar.inference.export import export_bundle
     from streamhar.models.cost import macs
 
     split = bundle_split(bundle, data_dir, selector)
     model = export_bundle(bundle)
-    runner = IntegerEngine(model, name=bundle.path)
-    if engine in ("auto", "c"):
-        try:
-            from streamhar.inference.host_c import HostCEngine
-            runner = HostCEngine(model, name=bundle.path)
-        except Exception:
-            if engine == "c":
-                raise
+    runner, _ = choose_engine(model, bundle.path, engine)
     cascade = Cascade(runner, {w: macs(bundle.config, w) for w in bundle.config.widths}, threshold)
     q = ops.quantize_input(bundle.normalize(split.windows.x), model.info["input_step"])
     out = cascade.process(q) if len(q) else None

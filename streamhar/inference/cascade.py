@@ -11,8 +11,9 @@ escalates, a threshold above every margin always does. Cost per window = MACs(sm
 `sweep()` re-uses one pass of both widths to score every threshold of a grid.
 
 For reporting, the margin is also given on softmax probabilities (`prob_margin`: top-1 − top-2
-of softmax(logits / logit_scale), in [0, 1], Daghero et al.'s scale). The decision itself stays
-on the integer margin, which needs no exponentials on a microcontroller; `operating_curve(...,
+of softmax(logits / logit_scale), in [0, 1], Daghero et al.'s scale). The decision stays on the
+integer margin, which needs no exponentials on a microcontroller, unless the host asks for a
+probability threshold (`set_threshold(0.3, "prob")`, `streamhar ctl threshold 0.3`); `operating_curve(...,
 margin="prob")` sweeps Daghero's 100 log-spaced probability thresholds for comparison.
 """
 from __future__ import annotations
@@ -35,12 +36,15 @@ class CascadeOutput:
     macs: np.ndarray         # int64 [N] cost of each window
     small_logits: np.ndarray  # int32 [N, K] the narrow model's logits
     logit_scale: int = LOGIT_SCALE
+    _prob: np.ndarray | None = None   # probability margins, when the decision needed them
 
     @property
     def prob_margins(self) -> np.ndarray:
         """float64 [N]: the narrow model's margin on softmax probabilities (for reporting; computed
-        on demand, off the per-window path)."""
-        return prob_margin(self.small_logits, self.logit_scale)
+        on demand, off the per-window path, unless a probability threshold needed it already)."""
+        if self._prob is None:
+            self._prob = prob_margin(self.small_logits, self.logit_scale)
+        return self._prob
 
 
 def prob_margin(logits: np.ndarray, logit_scale: int = LOGIT_SCALE) -> np.ndarray:
@@ -74,19 +78,28 @@ class Cascade:
             threshold = stored["threshold"]
         engine.model.width_index(self.small), engine.model.width_index(self.full)   # clear errors
         self.macs_small, self.macs_full = int(macs_by_width[self.small]), int(macs_by_width[self.full])
-        self.threshold = int(threshold)
+        self.logit_scale = int(engine.model.info.get("logit_scale", LOGIT_SCALE))
+        self.set_threshold(threshold)
+
+    def set_threshold(self, threshold, margin: str = "logit") -> None:
+        """margin "logit": an integer margin of the logits (the firmware's unit); "prob": a
+        softmax-probability margin in [0, 1] (Daghero et al.'s unit; needs exponentials)."""
+        if margin not in ("logit", "prob"):
+            raise ValueError(f"margin must be 'logit' or 'prob', got {margin!r}")
+        self.margin = margin
+        self.threshold = int(threshold) if margin == "logit" else float(threshold)
 
     def process(self, x_int8: np.ndarray) -> CascadeOutput:
         x = x_int8 if x_int8.ndim == 3 else x_int8[None]
         small_logits = self.engine.run(x, self.small)
         classes, margins = ops.argmax_margin(small_logits)
         classes = classes.astype(np.int64)
-        escalate = margins <= self.threshold
+        probs = prob_margin(small_logits, self.logit_scale) if self.margin == "prob" else None
+        escalate = (margins if probs is None else probs) <= self.threshold
         if escalate.any():
             classes[escalate] = ops.argmax_margin(self.engine.run(x[escalate], self.full))[0]
         cost = self.macs_small + escalate.astype(np.int64) * self.macs_full
-        return CascadeOutput(classes, margins.astype(np.int64), escalate, cost, small_logits,
-                             self.engine.model.info.get("logit_scale", LOGIT_SCALE))
+        return CascadeOutput(classes, margins.astype(np.int64), escalate, cost, small_logits, self.logit_scale, probs)
 
 
 def threshold_grid(margins: np.ndarray, n: int = 100) -> np.ndarray:

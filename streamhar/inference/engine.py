@@ -68,3 +68,18 @@ class IntegerEngine:
     def classify(self, x: np.ndarray, width: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """(class index, margin top1 − top2 in logit units of 1/logit_scale) per window."""
         return ops.argmax_margin(self.run(x, width))
+
+
+def choose_engine(model: IntegerModel, name: str = "", engine: str = "auto"):
+    """(engine, kind): "c" the host C library (bit-identical, faster), "numpy" this reference;
+    "auto" = C when its library builds, else numpy."""
+    if engine not in ("auto", "c", "numpy"):
+        raise StreamharError(f"engine must be 'auto', 'c' or 'numpy', got {engine!r}")
+    if engine != "numpy":
+        try:
+            from .host_c import HostCEngine
+            return HostCEngine(model, name=name), "c"
+        except Exception:
+            if engine == "c":
+                raise
+    return IntegerEngine(model, name=name), "numpy"

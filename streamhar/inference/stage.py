@@ -26,8 +26,7 @@ import numpy as np
 
 from streamhar.errors import UsageError
 from streamhar.inference import ops
-from streamhar.inference.cascade import Cascade, prob_margin
-from streamhar.inference.model import LOGIT_SCALE
+from streamhar.inference.cascade import Cascade
 
 
 @dataclass
@@ -79,11 +78,9 @@ class InferStage:
         self.cascade = Cascade(engine, macs_by_width)      # stored operating point (clear error if none)
         self.default_threshold = self.cascade.threshold
         self.step = float(engine.model.info["input_step"])
-        self.logit_scale = int(engine.model.info.get("logit_scale", LOGIT_SCALE))
         self.class_names = list(class_names)
         self.engine_kind = engine_kind
         self.channels, self.length = engine.input_shape
-        self.kind, self.threshold = "logit", float(self.default_threshold)
         if threshold is not None:
             self.set_threshold(threshold)
         self.windows = 0
@@ -98,31 +95,24 @@ class InferStage:
     @classmethod
     def from_bundle(cls, name: str, threshold=None, engine: str = "auto") -> "InferStage":
         """engine: "c" (host C library), "numpy" or "auto" (C when it builds, else numpy)."""
-        from streamhar.inference.engine import IntegerEngine
+        from streamhar.inference.engine import choose_engine
         from streamhar.inference.export import export_bundle
         from streamhar.models.bundle import load_bundle
         from streamhar.models.cost import macs
 
         bundle = load_bundle(name)
-        model = export_bundle(bundle)
+        eng, kind = choose_engine(export_bundle(bundle), str(name), engine)
         cost = {w: macs(bundle.config, w) for w in bundle.config.widths}
-        kind, eng = "numpy", IntegerEngine(model, name=str(name))
-        if engine in ("auto", "c"):
-            try:
-                from streamhar.inference.host_c import HostCEngine
-                eng, kind = HostCEngine(model, name=str(name)), "c"
-            except Exception:
-                if engine == "c":
-                    raise
         return cls(eng, cost, bundle.class_names, threshold=threshold, engine_kind=kind)
 
     def set_threshold(self, value) -> dict:
-        self.kind, self.threshold = parse_threshold(value, self.default_threshold)
+        kind, threshold = parse_threshold(value, self.default_threshold)
+        self.cascade.set_threshold(threshold, kind)
         return self.describe_threshold()
 
     def describe_threshold(self) -> dict:
-        return {"kind": self.kind, "value": self.threshold if self.kind == "prob" else int(self.threshold),
-                "default": int(self.default_threshold)}
+        c = self.cascade
+        return {"kind": c.margin, "value": c.threshold, "default": int(self.default_threshold)}
 
     def process(self, batch) -> PredictionBatch:
         """A WindowBatch (windowing/stage.py) → its PredictionBatch."""
@@ -131,24 +121,16 @@ class InferStage:
             raise UsageError(f"window batch of recording {batch.recording_id!r}: windows of shape "
                              f"{list(x.shape)}, model expects [N, {self.channels}, {self.length}]")
         q = ops.quantize_input(x, self.step)
-        c = self.cascade
-        small = c.engine.run(q, c.small)
-        classes, margins = ops.argmax_margin(small)
-        classes = classes.astype(np.int64)
-        probs = prob_margin(small, self.logit_scale)
-        escalate = (probs if self.kind == "prob" else margins) <= self.threshold
-        if escalate.any():
-            classes[escalate] = ops.argmax_margin(c.engine.run(q[escalate], c.full))[0]
-        n = len(classes)
+        out = self.cascade.process(q)
+        n = len(out.classes)
         crc = np.fromiter((zlib.crc32(w.tobytes()) for w in q), np.uint32, n)
-        cost = c.macs_small + escalate.astype(np.int64) * c.macs_full
         self.windows += n
-        self.escalations += int(escalate.sum())
-        self.macs += int(cost.sum())
+        self.escalations += int(out.escalated.sum())
+        self.macs += int(out.macs.sum())
         return PredictionBatch(np.asarray(batch.seq, np.int64), batch.recording_id,
                                np.asarray(batch.t_last, np.float64), np.asarray(batch.labels, np.int16),
-                               classes.astype(np.int16), margins.astype(np.int64), probs.astype(np.float32),
-                               escalate, cost, crc)
+                               out.classes.astype(np.int16), out.margins, out.prob_margins.astype(np.float32),
+                               out.escalated, out.macs, crc)
 
     def stats(self) -> dict:
         return {"windows": self.windows, "escalated": self.escalations, "macs": self.macs,

@@ -72,6 +72,18 @@ class StageRunner:
                 except Exception as e:            # a bad command must not kill the stage
                     self.report({}, event={"cmd": what, "ok": False, "error": str(e)})
 
+    def messages(self, inlet, stats):
+        """Report ready, then yield each decoded input message until stopped. Control and status
+        are handled between messages, after the caller's work on one: never before a window."""
+        from streamhar.transport.messages import decode
+        self.report(stats(), state="ready", force=True)
+        while not self.stopping:
+            frames = inlet.get()
+            if frames is not None:
+                yield decode(frames)
+            self.poll_control()
+            self.report(stats)
+
     def wait_for_start(self) -> None:
         """Supervised: block until the supervisor says every stage is ready (or a stop)."""
         while not self.started and not self.stopping:

@@ -139,14 +139,7 @@ def run_window(r: StageRunner) -> dict:
             seq += 1
         outbox.clear()
 
-    r.report(stats(), state="ready", force=True)
-    while not r.stopping:
-        frames = inlet.get()
-        if frames is None:
-            r.poll_control()
-            r.report(stats)
-            continue
-        msg = m.decode(frames)
+    for msg in r.messages(inlet, stats):
         if msg.stream not in expected:
             raise m.MessageError(f"{msg.kind} message from stream {msg.stream!r}, seq {msg.seq}: not a source of "
                                  f"this pipeline ({', '.join(expected)})")
@@ -178,8 +171,6 @@ def run_window(r: StageRunner) -> dict:
             feed(msg)
         if not inlet.ready() or sum(len(b) for b, _ in outbox) >= COALESCE:
             send_outbox()
-        r.poll_control()           # after the data: control and status never delay a window
-        r.report(stats)
     if stage is not None:
         stage.flush()
     send_outbox()
@@ -206,14 +197,7 @@ def run_infer(r: StageRunner, worker: int) -> dict:
         return {**stage.stats(), "worker": worker, "busy_s": round(busy, 3), "input": inlet.stats(),
                 "output": out.stats()}
 
-    r.report(stats(), state="ready", force=True)
-    while not r.stopping:
-        frames = inlet.get()
-        if frames is None:
-            r.poll_control()
-            r.report(stats)
-            continue
-        msg = m.decode(frames)
+    for msg in r.messages(inlet, stats):
         if msg.kind == "end":
             out.send(m.encode_end("predictions", "predictions", msg.seq, windows=msg.header.get("windows", 0)))
             continue
@@ -226,8 +210,6 @@ def run_infer(r: StageRunner, worker: int) -> dict:
         # (re)starts while workers run must not depend on a worker's first message.
         out.send(m.encode_predictions(pred, msg.seq, latency, stage.class_names, worker=worker,
                                       threshold=stage.describe_threshold()))
-        r.poll_control()
-        r.report(stats)
     inlet.close()
     # A worker runs until told to stop; what it could not deliver by then (its sink gone) is
     # given up after 2 s instead of blocking the exit for ever.
