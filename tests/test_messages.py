@@ -72,6 +72,11 @@ def test_sequence_gaps_are_counted_per_stream():
     assert tracker.observe(other) == 0                 # another kind: its own sequence
     c = tracker.totals()["samples/replay:test"]
     assert (c["received"], c["gaps"], c["missing"], c["out_of_order"]) == (7, 2, 5, 1)
+    # the end marker says 14 messages were due: seqs 11-13 were dropped at the tail, counted too
+    assert tracker.finish("samples", "replay:test", 14) == 3
+    assert tracker.finish("samples", "replay:test", 14) == 0          # idempotent
+    c = tracker.totals()["samples/replay:test"]
+    assert (c["gaps"], c["missing"]) == (3, 8)
 
 
 def test_malformed_messages_are_refused_with_stream_seq_and_expectation():

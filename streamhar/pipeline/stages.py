@@ -144,6 +144,7 @@ def run_window(r: StageRunner) -> dict:
             raise m.MessageError(f"{msg.kind} message from stream {msg.stream!r}, seq {msg.seq}: not a source of "
                                  f"this pipeline ({', '.join(expected)})")
         if msg.kind == "end":
+            tracker.finish("samples", msg.stream, msg.seq)
             ended.add(msg.stream)
             if ended == set(expected):
                 break

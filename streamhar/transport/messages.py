@@ -210,6 +210,17 @@ class SequenceTracker:
         c.next_seq = msg.seq + 1
         return missed
 
+    def finish(self, kind: str, stream: str, total: int) -> int:
+        """An end marker says `total` messages were due: the ones after the last received are missing
+        too (dropped at the tail of the stream). Returns how many."""
+        c = self.streams.setdefault((kind, stream), StreamCount())
+        missed = max(0, total - c.next_seq)
+        if missed:
+            c.gaps += 1
+            c.missing += missed
+            c.next_seq = total
+        return missed
+
     def totals(self) -> dict:
         return {f"{k}/{s}": vars(c).copy() for (k, s), c in self.streams.items()}
 
