@@ -244,3 +244,57 @@ def test_portable_dense_path_equals_the_reference_on_validation_windows(name, da
     portable = HostCEngine(model, lib=portable_lib)
     for width in model.widths:
         assert np.array_equal(portable.run(x, width), ref.run(x, width)), f"{name} width {width}"
+
+
+@pytest.mark.parametrize("shape", ["tiny", "odd"])
+def test_firmware_path_with_channel_tiles_traces_and_cascade_equals_the_reference(tiny_model, shape):
+    # The firmware runs har_net_run with the smallest accumulator buffer its RAM allows: output
+    # channels in tiles of acc_len // T_conv. Every tile size gives the reference's logits; the
+    # per-layer checksums equal those of IntegerEngine.trace; har_cascade_run equals Cascade.
+    from streamhar.firmware.checksum import trace_checksums
+    from streamhar.inference.cascade import Cascade
+
+    model = tiny_model if shape == "tiny" else export_bundle(make_bundle(tiny_config(
+        channels=(12, 20), kernels=(7, 3), pools=(3, 1)), seed=3))
+    ref = IntegerEngine(model)
+    x = ref.quantize(synthetic(np.random.default_rng(5), 40) * np.float32(4))
+    lib = host_c.load_library()
+    probe = HostCEngine(model, dense=False)
+    act_min, acc_min = C_size(), C_size()
+    assert lib.har_net_scratch_min(C_ref(probe.net), C_ref(act_min), C_ref(acc_min)) == 0
+    longest_conv = max(model.arch["window"], *model.arch["lengths"])     # "same" padding: T_conv = T_in
+    assert acc_min.value == max(longest_conv, model.arch["channels"][-1] + model.arch["n_classes"])
+    assert acc_min.value < probe.scratch_sizes[1]
+    for acc_len in (acc_min.value, acc_min.value + 1, 3 * model.arch["window"] - 1, None):
+        c = HostCEngine(model, dense=False, acc_len=acc_len)
+        for width in model.widths:
+            assert np.array_equal(c.run(x, width), ref.run(x, width)), (acc_len, width)
+    with pytest.raises(HostCError, match="scratch buffers too small"):
+        HostCEngine(model, dense=False, acc_len=acc_min.value - 1).run(x, model.widths[0])
+    c = HostCEngine(model, dense=False, acc_len=acc_min.value)
+    for width in model.widths:
+        sums = trace_checksums(ref.trace(x, width))
+        for i in range(len(x)):
+            logits, trace = c.trace(x[i], width)
+            assert np.array_equal(logits, ref.run(x[i], width)) and np.array_equal(trace, sums[i]), (width, i)
+    small, full = model.widths[0], model.widths[-1]
+    margins = ref.classify(x, small)[1]
+    for threshold in (-1, int(np.median(margins)), int(margins.max())):
+        want = Cascade(ref, {w: 1 for w in model.widths}, threshold, small, full).process(x)
+        got = [c.cascade(x[i], small, full, threshold) for i in range(len(x))]
+        assert [g[0] for g in got] == want.classes.tolist()
+        assert [g[1] for g in got] == want.escalated.astype(int).tolist()
+        assert [g[2] for g in got] == want.margins.tolist()
+        for i, g in enumerate(got):
+            assert np.array_equal(g[3], ref.run(x[i], full if want.escalated[i] else small))
+    assert any(g[1] for g in got) and threshold == int(margins.max())       # the last one escalates all
+
+
+def C_size():
+    import ctypes
+    return ctypes.c_size_t()
+
+
+def C_ref(obj):
+    import ctypes
+    return ctypes.byref(obj)

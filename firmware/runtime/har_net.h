@@ -11,7 +11,7 @@
  *
  * Nothing is allocated: the network is a struct of pointers to constant tables (on a board,
  * flash; on the host, numpy buffers handed over by streamhar/inference/host_c.py) and the caller
- * provides the scratch buffers, sized with har_net_scratch_size. Portable C99, no floating point.
+ * provides the scratch buffers, sized with har_net_scratch_size (or har_net_scratch_min). Portable C99, no floating point.
  */
 #ifndef HAR_NET_H
 #define HAR_NET_H
@@ -67,7 +67,7 @@ enum {
     HAR_ERR_WIDTH = -1,    /* width index >= n_widths */
     HAR_ERR_SHAPE = -2,    /* the description is inconsistent (a block with no output samples,
                               more channels at a width than at full width, act_levels > 255) */
-    HAR_ERR_SCRATCH = -3   /* a scratch buffer is smaller than har_net_scratch_size says */
+    HAR_ERR_SCRATCH = -3   /* a scratch buffer is smaller than har_net_scratch_min says */
 };
 
 /* The scratch sizes (in elements) that every width of `net` fits: *act_len = max over blocks of
@@ -75,11 +75,28 @@ enum {
  * (a width's channel counts never exceed the full width's). Returns HAR_OK or HAR_ERR_SHAPE. */
 int har_net_scratch_size(const har_net *net, size_t *act_len, size_t *acc_len);
 
+/* The smallest scratch that works: the same *act_len, and *acc_len = max(the longest conv output
+ * T_conv_i, C_last + n_classes). har_net_run computes a block's output channels in tiles of
+ * floor(acc_len / T_conv_i) (same result), so a microcontroller trades a little speed for RAM:
+ * any acc_len between this and har_net_scratch_size's is valid. */
+int har_net_scratch_min(const har_net *net, size_t *act_len, size_t *acc_len);
+
 /* Runs width index `width` of `net` on one int8 window x [in_channels][window] and writes the
  * int32 logits [n_classes] (units of 1/logit_scale). Returns HAR_OK or a HAR_ERR_* code (then
  * `logits` is not written). The class and margin follow from argmax_margin(logits, ...). */
 int har_net_run(const har_net *net, uint32_t width, const int8_t *x, const har_scratch *scratch,
                 int32_t *logits);
+
+/* The per-layer checksum of n activation codes: Σ_j (2j+1)·codes[j] mod 2^32. Position-weighted
+ * (a moved value changes it) and, unlike a CRC, a one-line numpy expression on the host
+ * (streamhar/firmware/checksum.py), so a parity test checks every layer of every window. */
+uint32_t har_layer_checksum(const uint8_t *codes, size_t n);
+
+/* har_net_run that also writes trace[i] = har_layer_checksum of block i's output codes
+ * ([n_i][T_i] uint8, row-major), i < n_blocks — what locates the first differing layer in a
+ * parity test. trace may be NULL (then it is har_net_run). */
+int har_net_run_traced(const har_net *net, uint32_t width, const int8_t *x, const har_scratch *scratch,
+                       int32_t *logits, uint32_t *trace);
 
 /* har_net_run over n consecutive windows x [n][in_channels][window] → logits [n][n_classes];
  * the host library's batch entry point (each window independent, as on the device). */

@@ -34,8 +34,8 @@ from .model import IntegerModel
 from .packing import pack_ternary, row_bytes
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
-SOURCES = ("kernels/har_kernels.c", "runtime/har_net.c", "host/har_dense.c")
-HEADERS = ("kernels/har_kernels.h", "runtime/har_net.h", "host/har_dense.h")
+SOURCES = ("kernels/har_kernels.c", "runtime/har_net.c", "runtime/har_cascade.c", "host/har_dense.c")
+HEADERS = ("kernels/har_kernels.h", "runtime/har_net.h", "runtime/har_cascade.h", "host/har_dense.h")
 # -O3 -march=native: the host library is compiled on the machine that runs it (the C stays
 # portable C99; the firmware builds use their own flags). $STREAMHAR_HOST_CFLAGS, when set,
 # replaces "-O3 -march=native" (e.g. "-O2" for a library copied to another machine).
@@ -117,6 +117,11 @@ def _declare(lib: C.CDLL) -> C.CDLL:
         "har_net_scratch_size": (C.c_int, [C.POINTER(HarNet), C.POINTER(sz), C.POINTER(sz)]),
         "har_net_run": (C.c_int, [C.POINTER(HarNet), u32, p, C.POINTER(HarScratch), p]),
         "har_net_run_batch": (C.c_int, [C.POINTER(HarNet), u32, p, sz, C.POINTER(HarScratch), p]),
+        "har_net_scratch_min": (C.c_int, [C.POINTER(HarNet), C.POINTER(sz), C.POINTER(sz)]),
+        "har_net_run_traced": (C.c_int, [C.POINTER(HarNet), u32, p, C.POINTER(HarScratch), p, p]),
+        "har_layer_checksum": (u32, [p, sz]),
+        "har_cascade_run": (C.c_int, [C.POINTER(HarNet), C.POINTER(HarCascade), p, C.POINTER(HarScratch), p,
+                                      C.POINTER(HarCascadeResult)]),
         "har_dense_weights_len": (sz, [C.POINTER(HarNet), u32]),
         "har_dense_decode": (C.c_int, [C.POINTER(HarNet), u32, p, sz]),
         "har_dense_work_len": (sz, [C.POINTER(HarNet)]),
@@ -168,6 +173,14 @@ class HarScratch(C.Structure):
     _fields_ = [("act", C.c_void_p * 2), ("act_len", C.c_size_t), ("acc", C.c_void_p), ("acc_len", C.c_size_t)]
 
 
+class HarCascade(C.Structure):
+    _fields_ = [("small", C.c_uint32), ("full", C.c_uint32), ("threshold", C.c_int64)]
+
+
+class HarCascadeResult(C.Structure):
+    _fields_ = [("cls", C.c_uint32), ("path", C.c_uint32), ("margin", C.c_int64), ("full_margin", C.c_int64)]
+
+
 def _ptr(a: np.ndarray) -> int:
     return a.ctypes.data
 
@@ -183,11 +196,14 @@ class HostCEngine:
     `IntegerEngine.run`. Weights are packed once (`packing.pack_ternary`, the `.shm` layout) and
     every table is handed to C as a pointer into a numpy buffer this object keeps alive."""
 
-    def __init__(self, model: IntegerModel, name: str = "", dense: bool = True, lib: C.CDLL | None = None):
+    def __init__(self, model: IntegerModel, name: str = "", dense: bool = True, lib: C.CDLL | None = None,
+                 acc_len: int | None = None):
         """dense=True runs `har_dense_run_batch` (firmware/host/har_dense.c: int16 weight pairs decoded
         once per width, time-major activations, SIMD multiply-adds: the fast host path); dense=False
         runs `har_net_run_batch`, the firmware's packed path (`conv1d_ternary` on the 2-bit rows).
-        Both equal `IntegerEngine` bit for bit. `lib`: a library from `load_library(path)`."""
+        Both equal `IntegerEngine` bit for bit. `lib`: a library from `load_library(path)`. `acc_len`:
+        the packed path's accumulator elements (default: a whole block at once); down to
+        `har_net_scratch_min`'s, it computes output channels in tiles as the firmware does."""
         self.model = model
         self.dense = dense
         self.name = name or model.info.get("source", {}).get("bundle") or "the integer model"
@@ -217,10 +233,13 @@ class HostCEngine:
                           _ptr(self._channels), _ptr(self._kernels), _ptr(self._pools), _ptr(self._padding),
                           _ptr(self._levels), C.addressof(self._conv_ptrs), _ptr(self._fc),
                           _ptr(self._width_channels), C.addressof(self._requant), C.addressof(self._fc_requant))
+        wanted_acc = acc_len
         act_len, acc_len = C.c_size_t(), C.c_size_t()
         rc = self.lib.har_net_scratch_size(C.byref(self.net), C.byref(act_len), C.byref(acc_len))
         if rc != 0:
             raise HostCError(f"{self.name}: har_net_scratch_size: {_ERRORS.get(rc, rc)}")
+        if wanted_acc is not None:
+            acc_len = C.c_size_t(wanted_acc)
         self._act = [np.zeros(act_len.value, np.uint8) for _ in range(2)]
         self._acc = np.zeros(acc_len.value, np.int32)
         self.scratch = HarScratch((C.c_void_p * 2)(_ptr(self._act[0]), _ptr(self._act[1])), act_len.value,
@@ -302,6 +321,41 @@ class HostCEngine:
 
     def classify(self, x: np.ndarray, width: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         return argmax_margin(self.run(x, width))
+
+    def _one(self, x: np.ndarray) -> np.ndarray:
+        c, length = self.input_shape
+        x = np.ascontiguousarray(x)
+        if x.dtype != np.int8 or x.shape != (c, length):
+            raise StreamharError(f"expected one int8 window [{c}, {length}] for {self.name}, got {x.dtype} "
+                                 f"{list(x.shape)}")
+        return x
+
+    def trace(self, x: np.ndarray, width: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """The firmware's path on one window: (int32 logits [K], uint32 per-block checksums
+        `har_layer_checksum` [n_blocks]) from `har_net_run_traced`."""
+        x = self._one(x)
+        logits = np.zeros(self.model.arch["n_classes"], np.int32)
+        trace = np.zeros(len(self.model.arch["channels"]), np.uint32)
+        with self._run_lock:
+            rc = self.lib.har_net_run_traced(self._net_ref, self.model.width_index(width), _ptr(x),
+                                             C.byref(self.scratch), _ptr(logits), _ptr(trace))
+        if rc != 0:
+            raise HostCError(f"{self.name}: har_net_run_traced: {_ERRORS.get(rc, rc)}")
+        return logits, trace
+
+    def cascade(self, x: np.ndarray, small: float, full: float, threshold: int) -> tuple[int, int, int, np.ndarray]:
+        """The firmware's cascade (`har_cascade_run`) on one window: (class, path 0 narrow / 1 full,
+        the narrow margin, the committing width's logits)."""
+        x = self._one(x)
+        logits = np.zeros(self.model.arch["n_classes"], np.int32)
+        c = HarCascade(self.model.width_index(small), self.model.width_index(full), int(threshold))
+        r = HarCascadeResult()
+        with self._run_lock:
+            rc = self.lib.har_cascade_run(self._net_ref, C.byref(c), _ptr(x), C.byref(self.scratch), _ptr(logits),
+                                          C.byref(r))
+        if rc != 0:
+            raise HostCError(f"{self.name}: har_cascade_run: {_ERRORS.get(rc, rc)}")
+        return int(r.cls), int(r.path), int(r.margin), logits
 
 
 # ---------------------------------------------------------------------------------- per-op wrappers

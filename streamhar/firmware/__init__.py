@@ -1,0 +1,1 @@
+"""Firmware tooling: cross builds of the board images, their sizes, and runs under QEMU (firmware/boards)."""

@@ -1,0 +1,125 @@
+"""Talking to a board that runs the device firmware (firmware/app/device_main.c) over a serial
+port — a real UART (pyserial) or QEMU's emulated one on a pseudo-terminal, which pyserial opens
+the same way. One request at a time (docs/PROTOCOL.md: a board has one receive buffer): send a
+frame, wait for the reply that names its seq; unsolicited frames (the boot VERSION, streams) and
+ERROR replies are kept, not lost.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamhar.errors import StreamharError
+from streamhar.firmware import protocol as p
+
+
+class DeviceError(StreamharError):
+    """The device refused a request (an ERROR frame), or did not answer in time."""
+
+    def __init__(self, message: str, error: p.ErrorReport | None = None):
+        super().__init__(message)
+        self.error = error
+
+
+@dataclass
+class Inference:
+    predicted: int
+    path: int                 # ResultPath: 0 narrow, 1 escalated, 2 full
+    margin: int
+    logits: np.ndarray        # int32 [K]
+    instructions: int | None  # None where the board cannot count
+
+
+class Device:
+    """`port`: a pyserial-like object (read(n) with a timeout, write(b)), e.g. serial.Serial."""
+
+    def __init__(self, port, name: str = "the device", timeout_s: float = 10.0):
+        self.port, self.name, self.timeout_s = port, name, timeout_s
+        self.decoder = p.FrameDecoder("host")
+        self.seq = 0
+        self.unsolicited: list[p.Received] = []
+
+    @classmethod
+    def open(cls, path: str, baud: int = 115200, timeout_s: float = 10.0) -> "Device":
+        import serial
+
+        try:
+            port = serial.Serial(path, baudrate=baud, timeout=0.05)
+        except (serial.SerialException, OSError) as e:
+            raise DeviceError(f"cannot open serial port {path}: {e}") from None
+        return cls(port, path, timeout_s)
+
+    def close(self) -> None:
+        self.port.close()
+
+    def __enter__(self) -> "Device":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- raw
+
+    def send_raw(self, data: bytes) -> None:
+        self.port.write(data)
+        self.port.flush()
+
+    def send(self, message) -> int:
+        seq = self.seq
+        self.seq = (self.seq + 1) & 0xFFFF
+        self.send_raw(p.encode(message, seq))
+        return seq
+
+    def receive(self, timeout_s: float | None = None) -> list[p.Received]:
+        """Whatever whole frames arrive within the timeout (at least one, or [] at the timeout)."""
+        end = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
+        while time.monotonic() < end:
+            data = self.port.read(4096)
+            if data:
+                got = self.decoder.feed(data)
+                if got:
+                    return got
+        return []
+
+    def reply_to(self, seq: int, timeout_s: float | None = None) -> p.Received:
+        """The frame answering request `seq`: a reply whose ref_seq is seq, or an ERROR for it."""
+        end = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise DeviceError(f"{self.name}: no answer to request seq {seq} within "
+                                  f"{self.timeout_s if timeout_s is None else timeout_s:g} s")
+            for r in self.receive(left):
+                if getattr(r.message, "ref_seq", None) == seq:
+                    return r
+                self.unsolicited.append(r)
+
+    def request(self, message, expect: type, timeout_s: float | None = None):
+        seq = self.send(message)
+        r = self.reply_to(seq, timeout_s)
+        if isinstance(r.message, p.ErrorReport):
+            raise DeviceError(f"{self.name} refused {type(message).__name__} (seq {seq}): {r.message.describe()}",
+                              r.message)
+        if not isinstance(r.message, expect):
+            raise DeviceError(f"{self.name}: expected {expect.__name__} for seq {seq}, got {type(r.message).__name__}")
+        return r.message
+
+    # ---------------------------------------------------------------- requests
+
+    def version(self, timeout_s: float | None = None) -> p.Version:
+        return self.request(p.VersionRequest(), p.Version, timeout_s)
+
+    def infer(self, window: np.ndarray, mode: p.InferMode = p.InferMode.CASCADE, model_id: int = 0) -> Inference:
+        req = p.InferRequest.from_array(np.ascontiguousarray(window, np.int8), mode)
+        if model_id:
+            req = p.InferRequest(req.mode, req.in_channels, req.window, req.samples, model_id=model_id)
+        r = self.request(req, p.InferResult).result
+        return Inference(r.predicted, int(r.path), r.margin, np.asarray(r.logits, np.int32), r.instructions)
+
+    def set_threshold(self, threshold: int) -> int:
+        return self.request(p.SetThreshold(int(threshold)), p.Ack).value
+
+    def stats(self, reset: bool = False) -> dict[str, int]:
+        return self.request(p.StatsRequest(reset=reset), p.Stats).named()
