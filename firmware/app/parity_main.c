@@ -29,19 +29,6 @@ static uint8_t act0[HAR_ACT_LEN], act1[HAR_ACT_LEN];
 static int32_t acc[HAR_ACC_LEN];
 static uint32_t record[RECORD_WORDS];
 
-static int read_all(int fd, void *buf, size_t n)
-{
-    uint8_t *p = (uint8_t *)buf;
-    while (n > 0) {
-        long got = sh_read(fd, p, n);
-        if (got <= 0)
-            return -1;
-        p += got;
-        n -= (size_t)got;
-    }
-    return 0;
-}
-
 /* One width, traced: logits, checksums and instruction count into record[at..]. */
 static int run_width(uint32_t width, const har_scratch *s, uint32_t at)
 {
@@ -81,7 +68,7 @@ int main(void)
     out = sh_open("results.bin", 1);
     if (in < 0 || out < 0)
         board_exit(10);
-    if (read_all(in, head, 8) != 0 || head[0] != MAGIC_IN || read_all(in, &threshold, 8) != 0)
+    if (sh_read_all(in, head, 8) != 0 || head[0] != MAGIC_IN || sh_read_all(in, &threshold, 8) != 0)
         board_exit(11);
     n = head[1];
     cascade.small = HAR_SMALL_WIDTH;
@@ -95,7 +82,7 @@ int main(void)
         board_exit(13);
     for (k = 0; k < n; ++k) {
         uint32_t at = 2u * (HAR_N_CLASSES + HAR_N_BLOCKS + 1u), t0;
-        if (read_all(in, window, sizeof window) != 0)
+        if (sh_read_all(in, window, sizeof window) != 0)
             board_exit(11);
         if (run_width(HAR_SMALL_WIDTH, &s, 0) != HAR_OK ||
             run_width(HAR_FULL_WIDTH, &s, HAR_N_CLASSES + HAR_N_BLOCKS + 1u) != HAR_OK)

@@ -62,6 +62,7 @@ void board_exit(int code) __attribute__((noreturn));
 #define SH_WRITE 1   /* sh_open mode: "wb" (created or truncated) */
 int sh_open(const char *path, int mode);                /* handle >= 0, or -1 */
 long sh_read(int fd, void *buf, size_t n);              /* bytes read, 0 at end of file, -1 error */
+int sh_read_all(int fd, void *buf, size_t n);           /* exactly n bytes: 0, or -1 (error, short file) */
 long sh_write(int fd, const void *buf, size_t n);       /* bytes written (n), or -1 */
 int sh_close(int fd);                                   /* 0, or -1 */
 void sh_puts(const char *s);                            /* debug text to QEMU's stderr */

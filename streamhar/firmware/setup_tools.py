@@ -17,7 +17,7 @@ from streamhar.firmware.toolchain import BOARDS, FirmwareToolError, check_tools
 
 # Debian packages (--no-install-recommends: ~150 MB instead of ~700 MB, see
 # /work/shared/notes/firmware-qemu.md); openocd and stlink-tools (~4 MB) flash real boards.
-BASE_PACKAGES = ("make", "gcc")
+BASE_PACKAGES = ("make", "gcc", "libc6-dev")   # host gcc: the QEMU counting plugin, the host library
 FLASH_PACKAGES = ("openocd", "stlink-tools")
 FLASH_COMMANDS = ("openocd", "st-flash")
 

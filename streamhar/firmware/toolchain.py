@@ -165,7 +165,7 @@ def build_command(board: str | Board, out_dir: Path | str, app_srcs: Iterable[Pa
 
 def build(board: str | Board, out_dir: Path | str, app_srcs: Iterable[Path | str],
           includes: Iterable[Path | str] = (), defs: Iterable[str] = (), opt: str = "-O2",
-          stack: int | None = None, timeout_s: float = 600) -> Path:
+          stack: int | None = None, timeout_s: float = 600, make_vars: Iterable[str] = ()) -> Path:
     """Cross-builds `app_srcs` (one of them defines main) with the board port, the kernels and
     the runtime into out_dir/firmware.elf (+ firmware.bin, firmware.map) and returns the ELF's
     path. Incremental: objects stay under out_dir/obj. `defs` are compiler flags such as
@@ -173,7 +173,8 @@ def build(board: str | Board, out_dir: Path | str, app_srcs: Iterable[Path | str
     A failed build raises FirmwareBuildError with the command and the compiler's stderr."""
     b = get_board(board)
     check_tools(b, BUILD_TOOLS)
-    cmd = build_command(b, out_dir, app_srcs, includes, defs, opt, stack)
+    # make_vars: extra VAR=value arguments, e.g. LDSCRIPT=... (the float baseline's virt link)
+    cmd = [*build_command(b, out_dir, app_srcs, includes, defs, opt, stack), *make_vars]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:

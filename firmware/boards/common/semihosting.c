@@ -63,3 +63,16 @@ void board_exit(int code)
     board_semihost(SYS_EXIT_EXTENDED, args);
     board_halt();   /* no debugger answered */
 }
+
+int sh_read_all(int fd, void *buf, size_t n)
+{
+    uint8_t *p = (uint8_t *)buf;
+    while (n > 0) {
+        long got = sh_read(fd, p, n);
+        if (got <= 0)
+            return -1;
+        p += got;
+        n -= (size_t)got;
+    }
+    return 0;
+}
