@@ -90,3 +90,24 @@ def test_generator_refuses_a_late_fusion_network(tmp_path):
     late.info["architecture"]["fusion"] = "late"
     with pytest.raises(FirmwareModelError, match="only early-fusion networks run on the firmware"):
         generate(late, tmp_path, "test")
+
+
+def test_a_model_cut_to_some_widths_computes_what_those_widths_computed(data_dir):
+    from streamhar.errors import UsageError
+    from streamhar.firmware.widths import keep_widths
+
+    model, _ = load_model("bundled:dsads")
+    x = validation_windows("bundled:dsads", str(data_dir), 40)
+    ref = IntegerEngine(model)
+    narrow = keep_widths(model, [0.25])
+    assert narrow.widths == [0.25] and narrow.arch["channels"] == model.info["width_channels"][0]
+    assert "cascade" not in narrow.info                           # its operating point needs width 1.0
+    assert np.array_equal(IntegerEngine(narrow).run(x, 0.25), ref.run(x, 0.25))
+    pair = keep_widths(model, [1.0, 0.25])
+    assert pair.widths == [0.25, 1.0] and pair.info["cascade"] == model.info["cascade"]
+    for w in (0.25, 1.0):
+        assert np.array_equal(IntegerEngine(pair).run(x, w), ref.run(x, w))
+    assert model_id(narrow) != model_id(model)
+    assert sum(w.size for w in narrow.conv) < sum(w.size for w in model.conv) / 10
+    with pytest.raises(UsageError, match="not among the model's widths"):
+        keep_widths(model, [0.3])

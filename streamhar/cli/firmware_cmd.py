@@ -28,11 +28,13 @@ def register(sub) -> None:
     _board_options(b, default_bundle=True)
     b.add_argument("--app", choices=("device", "parity"), default="device",
                    help="device: the UART protocol server (default); parity: the semihosting parity image")
+    _widths_option(b)
     b.set_defaults(func=cmd_build)
 
     s = fw.add_parser("size", help="flash and RAM of a firmware image, per section")
     _board_options(s, default_bundle=True)
     s.add_argument("--app", choices=("device", "parity"), default="device")
+    _widths_option(s)
     s.add_argument("--json", action="store_true", help="print the sizes as JSON")
     s.set_defaults(func=cmd_size)
 
@@ -72,6 +74,12 @@ def _board_options(p, default_bundle: bool) -> None:
     p.add_argument("--out", type=Path, default=Path("build/firmware"), help="build folder (default: build/firmware)")
 
 
+def _widths_option(p) -> None:
+    p.add_argument("--widths", type=lambda v: [float(w) for w in v.split(",")], metavar="W[,W...]",
+                   help="only these widths in the image, e.g. 0.25 (a narrow-only device) or 0.25,1.0 "
+                        "(the cascade's two); default: every width of the model")
+
+
 def _name(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(spec.split(":", 1)[-1]).stem) or "model"
 
@@ -102,7 +110,8 @@ def cmd_generate(args) -> int:
 def _build(args, spec: str):
     from streamhar.firmware.image import build_image
 
-    return build_image(args.board, spec, args.out / args.board / _name(spec) / args.app, app=args.app)
+    tag = args.app + ("-w" + "-".join(map(str, args.widths)) if args.widths else "")
+    return build_image(args.board, spec, args.out / args.board / _name(spec) / tag, app=args.app, widths=args.widths)
 
 
 def cmd_build(args) -> int:
@@ -126,7 +135,8 @@ def cmd_size(args) -> int:
         print(json.dumps(reports, indent=2))
         return 0
     for spec, size in reports.items():
-        print(f"{args.board} · {spec} ({args.app} image): flash {size['flash']:,} B of {size['flash_limit']:,}, "
+        which = f"widths {', '.join(map(str, args.widths))}" if args.widths else "all widths"
+        print(f"{args.board} · {spec} ({args.app} image, {which}): flash {size['flash']:,} B of {size['flash_limit']:,}, "
               f"RAM {size['ram']:,} B of {size['ram_limit']:,}")
         for name, n in size["sections"].items():
             print(f"  {name:<16} {n:>8,} B")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from streamhar.firmware import toolchain
 from streamhar.firmware.generate import GeneratedModel, generate, load_model
+from streamhar.firmware.widths import keep_widths
 from streamhar.inference.host_c import FIRMWARE
 
 APPS = {
@@ -20,17 +21,21 @@ APP_INCLUDES = {"parity": [], "device": [FIRMWARE / "protocol"]}
 
 
 def build_image(board: str, model_spec: str, out_dir: str | Path, app: str = "device",
-                model=None) -> Path:
-    """Generate the model's C data into OUT/model and build OUT/image/firmware.elf; returns the ELF."""
-    elf, _ = build_image_with_model(board, model_spec, out_dir, app, model)
+                model=None, widths: list[float] | None = None) -> Path:
+    """Generate the model's C data into OUT/model and build OUT/image/firmware.elf; returns the ELF.
+    `widths`: only these widths in the image (streamhar/firmware/widths.py); default all."""
+    elf, _ = build_image_with_model(board, model_spec, out_dir, app, model, widths)
     return elf
 
 
 def build_image_with_model(board: str, model_spec: str, out_dir: str | Path, app: str = "device",
-                           model=None) -> tuple[Path, GeneratedModel]:
+                           model=None, widths: list[float] | None = None) -> tuple[Path, GeneratedModel]:
     out = Path(out_dir)
     if model is None:
         model, model_spec = load_model(model_spec)
+    if widths:
+        model = keep_widths(model, widths)
+        model_spec = f"{model_spec} (widths {', '.join(map(str, model.widths))})"
     gen = generate(model, out / "model", model_spec)
     elf = toolchain.build(board, out / "image", [*APPS[app], gen.source],
                           includes=[gen.header.parent, *APP_INCLUDES[app]])

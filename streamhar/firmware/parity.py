@@ -23,6 +23,7 @@ from streamhar.firmware import toolchain
 from streamhar.firmware.vectors import expected, validation_windows
 from streamhar.firmware.generate import load_model
 from streamhar.firmware.image import build_image_with_model
+from streamhar.firmware.widths import keep_widths
 
 MAGIC_IN, MAGIC_OUT = 0x57524148, 0x52524148
 
@@ -139,11 +140,14 @@ def run_image(board: str, elf: Path, x: np.ndarray, threshold: int, model, model
 
 def run_parity(board: str, bundle_spec: str, data_dir: str | None = None, n: int | None = 500,
                threshold: int | None = None, build_dir: Path | None = None, timeout_s: float | None = None,
-               x: np.ndarray | None = None) -> ParityReport:
-    """Build, boot, feed, compare. `x`: int8 windows to use instead of the validation split."""
+               x: np.ndarray | None = None, widths: list[float] | None = None) -> ParityReport:
+    """Build, boot, feed, compare. `x`: int8 windows to use instead of the validation split;
+    `widths`: an image holding only these widths (compared with the cut model)."""
     t0 = time.monotonic()
     toolchain.check_tools(board)
     model, source = load_model(bundle_spec)
+    if widths:
+        model = keep_widths(model, widths)
     if x is None:
         x = validation_windows(bundle_spec, data_dir, n)
     with tempfile.TemporaryDirectory(prefix="streamhar-parity-") as tmp:
