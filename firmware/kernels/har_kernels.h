@@ -56,7 +56,12 @@ int64_t har_rescale(int32_t acc, int32_t m, int32_t shift, int64_t bias);
  * acc        [n_out][t_out] int32 out. Returns t_out (0 when the kernel is longer than the
  *            padded input; nothing is then written).
  * Output-stationary: one accumulator per (o, t); ternary weights mean add, subtract or skip —
- * no multiplies. */
+ * no multiplies. Each row's codes are decoded once per chunk of input channels into short
+ * offset lists of its +1 and −1 taps (zero taps dropped), then reused for every output time
+ * step, 16 (or 8) steps at a time; with __ARM_FEATURE_DSP (Cortex-M4) the adds are UXTAB16 /
+ * SXTAB16 into packed 16-bit lanes. About 1.0–2.1 executed instructions per MAC on a Cortex-M4,
+ * 2.1–3.4 on RV32IMC, for the bundled models' layers (har_kernels.c explains the scheme). No
+ * memory but the stack: about 0.5 KB deep (a 256-byte list and the frames). */
 size_t conv1d_ternary(const void *x, har_in_type x_type, size_t n_in, size_t t_in,
                       const uint8_t *w_packed, size_t row_bytes, size_t n_out, size_t k,
                       size_t padding, int32_t *acc);
