@@ -52,4 +52,4 @@ def test_a_narrow_only_image_is_bit_exact_and_small(data_dir, tmp_path):
     # the device tier of a device/host cascade holds only the narrow width
     r = run_parity("riscv32", "bundled:dsads", str(data_dir), n=60, build_dir=tmp_path, widths=[0.25])
     assert r.ok and r.windows == 60 and r.escalated == 0, r.summary()
-    assert r.flash_bytes < 24 * 1024 and r.ram_bytes < 10 * 1024, r.summary()
+    assert r.flash_bytes < 32 * 1024 and r.ram_bytes < 10 * 1024, r.summary()      # all widths: 58 KB, 14 KB
