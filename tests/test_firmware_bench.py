@@ -48,7 +48,8 @@ def test_counts_repeat_exactly_and_equal_minstret(usc, bench_run):
                                      work / f"again{i}", 120) for i in range(2))
     whole = first.select(bench.KIND_NET) | first.select(bench.KIND_CASCADE)
     assert whole.sum() == 3 * 3 and first.select(bench.KIND_LAYER).sum() > 100
-    assert first.insns[whole].min() > 1_000_000
+    # plausible: a whole inference executes at least half an instruction per MAC of the small width
+    assert first.insns[whole].min() > report.as_dict()["network"]["small"]["macs"] // 2
     # a second boot counts the very same instructions, interval for interval
     assert np.array_equal(first.insns, second.insns) and np.array_equal(first.labels, second.labels)
     assert first.overhead == second.overhead and 0 < first.overhead < 64
