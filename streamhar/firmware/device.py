@@ -112,9 +112,7 @@ class Device:
         return self.request(p.VersionRequest(), p.Version, timeout_s)
 
     def infer(self, window: np.ndarray, mode: p.InferMode = p.InferMode.CASCADE, model_id: int = 0) -> Inference:
-        req = p.InferRequest.from_array(np.ascontiguousarray(window, np.int8), mode)
-        if model_id:
-            req = p.InferRequest(req.mode, req.in_channels, req.window, req.samples, model_id=model_id)
+        req = p.InferRequest.from_array(np.ascontiguousarray(window, np.int8), mode, model_id)
         r = self.request(req, p.InferResult).result
         return Inference(r.predicted, int(r.path), r.margin, np.asarray(r.logits, np.int32), r.instructions)
 

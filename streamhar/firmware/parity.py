@@ -32,8 +32,20 @@ class ParityError(StreamharError):
     """The parity image could not run, or its output is malformed."""
 
 
+class Verdict:
+    """What every parity report says: ok when no window differed, and itself as JSON-ready data."""
+    mismatched_windows: int
+
+    @property
+    def ok(self) -> bool:
+        return self.mismatched_windows == 0
+
+    def as_dict(self) -> dict:
+        return {**self.__dict__, "ok": self.ok}
+
+
 @dataclass
-class ParityReport:
+class ParityReport(Verdict):
     board: str
     model: str
     windows: int
@@ -45,13 +57,6 @@ class ParityReport:
     flash_bytes: int = 0
     ram_bytes: int = 0
     seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.mismatched_windows == 0
-
-    def as_dict(self) -> dict:
-        return {**self.__dict__, "ok": self.ok}
 
     def summary(self) -> str:
         verdict = "bit-exact" if self.ok else f"{self.mismatched_windows} windows DIFFER"

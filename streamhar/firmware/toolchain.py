@@ -132,6 +132,17 @@ def check_tools(board: str | Board, tools: Iterable[str] = (*BUILD_TOOLS, *INSPE
             f"(every firmware tool: {APT_INSTALL_ALL})")
 
 
+def _inspect(elf: Path | str, board: str | Board | None, tool: str, args: Sequence[str], what: str) -> tuple[Board, str]:
+    """(board, stdout) of a binutils tool run on an image; FirmwareError when it fails."""
+    b = get_board(board) if board is not None else elf_board(elf)
+    check_tools(b, (tool,))
+    cmd = [b.tool(tool), *args, str(elf)]
+    proc = _run(cmd, what, 60)
+    if proc.returncode != 0:
+        raise FirmwareError(f"{what}: {shlex.join(cmd)} failed: {proc.stderr.strip()}")
+    return b, proc.stdout
+
+
 def _run(cmd: Sequence[str], what: str, timeout_s: float) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout_s)
@@ -212,15 +223,10 @@ def size(elf: Path | str, board: str | Board | None = None) -> dict:
         board         the board name
     All plain ints and strings (JSON-ready).
     """
-    b = get_board(board) if board is not None else elf_board(elf)
-    check_tools(b, ("objdump",))
-    cmd = [b.tool("objdump"), "-h", "-w", str(elf)]
-    proc = _run(cmd, "section sizes", 60)
-    if proc.returncode != 0:
-        raise FirmwareError(f"section sizes: {shlex.join(cmd)} failed: {proc.stderr.strip()}")
+    b, out = _inspect(elf, board, "objdump", ("-h", "-w"), "section sizes")
     sections: dict[str, int] = {}
     flash = ram = 0
-    for line in proc.stdout.splitlines():
+    for line in out.splitlines():
         parts = line.split(None, 7)
         if len(parts) < 8 or not parts[0].isdigit():
             continue
@@ -242,13 +248,8 @@ def size(elf: Path | str, board: str | Board | None = None) -> dict:
 def symbol_address(elf: Path | str, name: str, board: str | Board | None = None) -> int:
     """The address of a defined symbol (`<prefix>nm`). For a function, the address of its first
     instruction (the Thumb bit cleared), which is what a QEMU plugin compares against."""
-    b = get_board(board) if board is not None else elf_board(elf)
-    check_tools(b, ("nm",))
-    cmd = [b.tool("nm"), "-P", "--defined-only", str(elf)]
-    proc = _run(cmd, "symbol lookup", 60)
-    if proc.returncode != 0:
-        raise FirmwareError(f"symbol lookup: {shlex.join(cmd)} failed: {proc.stderr.strip()}")
-    for line in proc.stdout.splitlines():
+    b, out = _inspect(elf, board, "nm", ("-P", "--defined-only"), "symbol lookup")
+    for line in out.splitlines():
         parts = line.split()
         if len(parts) >= 3 and parts[0] == name:
             addr = int(parts[2], 16)

@@ -19,11 +19,12 @@ from streamhar.firmware.device import Device
 from streamhar.firmware.emulated import EmulatedBoard
 from streamhar.firmware.generate import load_model
 from streamhar.firmware.image import build_image_with_model
-from streamhar.firmware.vectors import validation_windows
+from streamhar.firmware.parity import Verdict
+from streamhar.firmware.vectors import expected, validation_windows
 
 
 @dataclass
-class UartParityReport:
+class UartParityReport(Verdict):
     board: str
     model: str
     windows: int
@@ -33,13 +34,6 @@ class UartParityReport:
     model_id: int
     firmware: str
     seconds: float
-
-    @property
-    def ok(self) -> bool:
-        return self.mismatched_windows == 0
-
-    def as_dict(self) -> dict:
-        return {**self.__dict__, "ok": self.ok}
 
     def summary(self) -> str:
         verdict = "bit-exact" if self.ok else f"{self.mismatched_windows} windows DIFFER"
@@ -51,14 +45,10 @@ class UartParityReport:
 
 def expected_cascade(model, x: np.ndarray, small: int, full: int, threshold: int) -> list[tuple]:
     """(class, path, narrow margin, committing logits) per window, from the Python integer engine."""
-    from streamhar.inference import IntegerEngine
-    from streamhar.inference.cascade import Cascade
-
-    engine = IntegerEngine(model)
-    c = Cascade(engine, {w: 0 for w in model.widths}, threshold, model.widths[small], model.widths[full]).process(x)
-    small_logits, full_logits = engine.run(x, model.widths[small]), engine.run(x, model.widths[full])
-    return [(int(c.classes[i]), p.ResultPath.ESCALATED if c.escalated[i] else p.ResultPath.NARROW, int(c.margins[i]),
-             full_logits[i] if c.escalated[i] else small_logits[i]) for i in range(len(x))]
+    want = expected(model, x, small, full, threshold)
+    classes, escalated, margins = want["cascade"]
+    return [(int(classes[i]), p.ResultPath.ESCALATED if escalated[i] else p.ResultPath.NARROW, int(margins[i]),
+             want["full" if escalated[i] else "small"][0][i]) for i in range(len(x))]
 
 
 def run_uart_parity(board: str, bundle_spec: str, data_dir: str | None = None, n: int = 50,
