@@ -143,6 +143,41 @@ def test_argmax_margin_ties_and_extremes():
     assert host_c.argmax_margin(z[0])[1] == 2 ** 32 - 1 and host_c.argmax_margin(z[1]) == (0, 0)
 
 
+def test_quantize_raw_i16_rounds_clamps_and_writes_channel_major():
+    rng = np.random.default_rng(7)
+    seen: set[int] = set()
+    for trial in range(40):
+        c, n = int(rng.integers(1, 46)), int(rng.integers(1, 30))
+        raw = rng.integers(-32768, 32768, (3, n, c)).astype(np.int16)
+        raw[0, 0] = -32768
+        raw[1, 0] = 32767
+        raw[2] = rng.integers(-9, 10, (n, c))                      # small values: exact halves round up
+        shift = rng.integers(*[(1, 62), (1, 4), (30, 45)][trial % 3], c, endpoint=True).astype(np.int32)
+        m = rng.integers(-(2 ** 31), 2 ** 31, c).astype(np.int32)
+        m[: c // 2] = rng.integers(-5, 6, c // 2)
+        bias = rng.integers(-(2 ** 62) + 1, 2 ** 62, c).astype(np.int64) >> rng.integers(0, 62, c)
+        got = host_c.quantize_raw_i16(raw, m, shift, bias)
+        want = ops.quantize_raw_i16(raw, m, shift, bias)
+        assert got.dtype == np.int8 and got.shape == (3, c, n) and np.array_equal(got, want), trial
+        seen |= set(np.unique(want).tolist())
+    assert {-128, 0, 127} <= seen                                   # both clamps were hit
+    # exact halves at shift 1: (raw + 1) >> 1 is round half up, on both sides of zero
+    raw = np.arange(-5, 6, dtype=np.int16)[:, None]
+    one = np.ones(1, np.int32)
+    assert ops.quantize_raw_i16(raw, one, one, np.zeros(1, np.int64))[0].tolist() == [-2, -2, -1, -1, 0, 0, 1, 1, 2, 2, 3]
+    # one sample into column t of a [C][L] window: the device's ring write
+    lib = host_c.load_library()
+    window = np.zeros((4, 10), np.int8)
+    sample = np.array([[100, -100, 3000, -3000]], np.int16)
+    m4, s4, b4 = np.full(4, 3, np.int32), np.full(4, 4, np.int32), np.full(4, 16, np.int64)
+    lib.quantize_raw_i16(sample.ctypes.data, 1, 4, m4.ctypes.data, s4.ctypes.data, b4.ctypes.data,
+                         window[:, 7:].ctypes.data, 10)
+    assert np.array_equal(window[:, 7], ops.quantize_raw_i16(sample, m4, s4, b4)[:, 0])
+    assert not window[:, :7].any() and not window[:, 8:].any()
+    with pytest.raises(ValueError, match="shift must be in 1..62"):
+        ops.quantize_raw_i16(raw, one, np.zeros(1, np.int32), np.zeros(1, np.int64))
+
+
 @pytest.fixture(scope="module")
 def tiny_model():
     return export_bundle(make_bundle())

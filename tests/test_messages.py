@@ -148,3 +148,77 @@ def test_a_real_replay_crosses_a_process_boundary_without_loss(data_dir):
     assert np.array_equal(np.concatenate(parts), np.concatenate([r.samples for r in recs]))
     c = tracker.totals()["samples/replay:usc-had:11"]
     assert c["gaps"] == 0 and c["received"] == len(parts)
+
+
+# ------------------------------------------------------------------ the device-tier cascade's messages
+
+def _device_batch(ids, uncertain, channels: int = 3, length: int = 4, classes: int = 5):
+    from streamhar.windowing.stage import DeviceWindowBatch
+    ids, unc = np.asarray(ids, np.int64), np.asarray(uncertain, bool)
+    n, m = len(ids), int(unc.sum())
+    x = (np.arange(m * channels * length) % 256 - 128).astype(np.int8).reshape(m, channels, length)
+    logits = (np.arange(n * classes, dtype=np.int32).reshape(n, classes) * 1000 - 7)
+    return DeviceWindowBatch(ids, ids * 0.5 + 10.0, (ids % classes).astype(np.int16), ids * 100 + 1, logits, unc, x,
+                             "serial:/dev/x#1")
+
+
+def test_device_windows_cross_a_socket_with_and_without_their_int8_window(pair):
+    from streamhar.transport.messages import decode_device, decode_windows, encode_device, encode_device_windows
+    push, pull = pair
+    for ids, unc in (([7], [True]), ([8], [False]), ([9, 10, 12], [False, True, True])):
+        batch = _device_batch(ids, unc)
+        push.send_multipart(encode_device(batch, "serial:/dev/x", ids[0], sent=1.5, count_before=ids[0],
+                                          device_threshold=34002, model_id=0xC0F9CD11), copy=False)
+        frames = pull.recv_multipart(copy=False)
+        assert bytes(frames[0].buffer) == b"device/serial:/dev/x"
+        msg = decode(frames)
+        got = decode_device(msg)
+        assert (msg.kind, msg.seq, msg.header["count_before"], msg.header["device_threshold"]) == \
+            ("device", ids[0], ids[0], 34002)
+        for name in ("window_id", "t_last", "classes", "margins", "logits", "uncertain", "x"):
+            a, b = getattr(got, name), getattr(batch, name)
+            assert a.dtype == b.dtype and np.array_equal(a, b), name
+        assert got.recording_id == "serial:/dev/x#1" and (got.labels == -1).all()
+        # … and on as a windows message, numbered by the window stage
+        got.seq = np.arange(40, 40 + len(ids), dtype=np.int64)
+        w = decode(encode_device_windows(got, 3, np.full(len(ids), 1.5), source="serial:/dev/x",
+                                         device_threshold=34002))
+        again = decode_windows(w)
+        assert w.header["tier"] == "device" and type(again).__name__ == "DeviceWindowBatch"
+        assert np.array_equal(again.seq, got.seq) and np.array_equal(again.x, batch.x)
+        assert np.array_equal(w.arrays["src_sent"], np.full(len(ids), 1.5))
+
+
+def test_malformed_device_windows_are_refused_naming_stream_and_seq():
+    from streamhar.transport.messages import decode_device, encode_device
+    batch = _device_batch([1, 2], [True, False])
+    batch.uncertain = np.array([True, True])              # two uncertain, one window sent
+    with pytest.raises(MessageError, match=r"device message of stream 'serial:/dev/x', seq 4: expected the 2 "
+                                           r"uncertain window\(s\) as int8 \[2, C, L\], got int8 \[1, 3, 4\]"):
+        decode_device(decode(encode_device(batch, "serial:/dev/x", 4)))
+    batch = _device_batch([1], [False])
+    batch.classes = np.array([9], np.int16)               # 5 logits: classes 0 … 4
+    with pytest.raises(MessageError, match="seq 0: a class outside 0 … 4"):
+        decode_device(decode(encode_device(batch, "serial:/dev/x", 0)))
+    with pytest.raises(MessageError, match=r"seq 0: array\(s\) t_last, classes, margins, logits, uncertain, x miss"):
+        frames = encode("device", "serial:/dev/x", 0, {"window_id": np.zeros(1, np.int64)})
+        decode_device(decode(frames))
+
+
+def test_predictions_carry_the_device_tier_arrays_and_older_ones_decode_as_host_windows():
+    from streamhar.inference.stage import PredictionBatch
+    from streamhar.transport.messages import DEVICE_PREDICTION_ARRAYS, decode_predictions, encode_predictions
+    n = 3
+    base = (np.arange(n, dtype=np.int64), "rec", np.arange(n) * 0.5, np.full(n, -1, np.int16),
+            np.array([1, 2, 3], np.int16), np.array([5, 6, 7], np.int64), np.full(n, 0.5, np.float32),
+            np.array([False, True, False]), np.array([0, 3751936, 0], np.int64), np.array([0, 77, 0], np.uint32))
+    pred = PredictionBatch(*base, device=np.ones(n, bool), device_macs=np.full(n, 285184, np.int64),
+                           window_id=np.array([4, 5, 6], np.int64))
+    got, lat = decode_predictions(decode(encode_predictions(pred, 0, np.zeros(n), ["a", "b", "c", "d"])))
+    for k, v in pred.arrays.items():
+        assert np.array_equal(getattr(got, k), v), k
+    old = decode(encode_predictions(pred, 0, np.zeros(n)))
+    frames = encode("predictions", "predictions", 0,
+                    {k: v for k, v in old.arrays.items() if k not in DEVICE_PREDICTION_ARRAYS})
+    host, _ = decode_predictions(decode(frames))
+    assert not host.device.any() and (host.device_macs == 0).all() and (host.window_id == -1).all()

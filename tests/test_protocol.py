@@ -22,8 +22,9 @@ from streamhar.errors import StreamharError
 from streamhar.firmware.protocol import (
     MAX_PAYLOAD, MAX_WIRE, PROTOCOL_VERSION, STATS_COUNTERS, Ack, DeviceResult, ErrorCode, ErrorReport,
     FrameDecoder, InferMode, InferRequest, InferResult, MsgType, ProtocolError, Received, Result, ResultPath,
-    Samples, SetStream, SetThreshold, Stats, StatsRequest, StreamFlag, Uncertain, Version, VersionRequest,
-    check_payload, cobs_decode, cobs_encode, crc16, decode_frame, encode)
+    Samples, SensorChannel, SensorInfo, SensorRequest, SensorSource, SetStream, SetThreshold, Stats, StatsRequest,
+    StreamFlag, Uncertain, Version, VersionRequest, check_payload, cobs_decode, cobs_encode, crc16, decode_frame,
+    encode)
 
 REPO = Path(__file__).resolve().parents[1]
 PROTO_DIR = REPO / "firmware" / "protocol"
@@ -54,6 +55,13 @@ def examples() -> list:
         SetThreshold(121082), SetThreshold(-1),
         StatsRequest(reset=True),
         SetStream(StreamFlag.SAMPLES | StreamFlag.UNCERTAIN),
+        SetStream(StreamFlag.RESULTS | StreamFlag.FAST),
+        SensorRequest(),
+        SensorInfo(5, 25_000, SensorSource.RECORDING, 125,                 # DSADS: 45 channels
+                   tuple(SensorChannel(f"{g}.{q}.{a}", u, float(rng.uniform(1e-5, 1e-2)))
+                         for g in ("T", "RA", "LA", "RL", "LL") for q, u in (("acc", "m/s^2"), ("gyro", "rad/s"),
+                                                                            ("mag", "a.u.")) for a in "xyz")),
+        SensorInfo(6, 0, SensorSource.NONE, 0),                            # a board without a sensor
         Version(ref_seq=4, firmware=0x000102, model_id=0xDEADBEEF, max_payload=MAX_PAYLOAD, n_classes=19,
                 in_channels=45, window=125, widths=(250, 500, 1000), small=0, full=2, threshold=121082,
                 board="stm32f4-netduinoplus2", boot=True),
@@ -95,6 +103,16 @@ def versions(draw):
                    draw(st.booleans()), draw(u8))
 
 
+text = lambda n: st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=n)
+scales = st.floats(width=32, allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def sensor_infos(draw):
+    channels = draw(st.lists(st.builds(SensorChannel, text(16), text(8), scales), max_size=8))
+    return SensorInfo(draw(u16), draw(u32), draw(st.sampled_from(SensorSource)), draw(u16), tuple(channels))
+
+
 @st.composite
 def samples(draw):
     c, n = draw(st.integers(0, 8)), draw(st.integers(0, 30))
@@ -107,7 +125,9 @@ messages = st.one_of(
               st.one_of(st.just(0), u32)),
     st.builds(SetThreshold, i64),
     st.builds(StatsRequest, st.booleans()),
-    st.builds(SetStream, st.integers(0, 7)),
+    st.builds(SetStream, st.integers(0, 15)),
+    st.just(SensorRequest()),
+    sensor_infos(),
     versions(),
     st.builds(InferResult, u16, results()),
     st.builds(Ack, u16, u8, i64),
@@ -130,8 +150,13 @@ def flat(m) -> list[int]:
         return [len(data), *np.frombuffer(data, np.int8).tolist()]
 
     match m:
-        case VersionRequest():
+        case VersionRequest() | SensorRequest():
             return []
+        case SensorInfo():
+            out = [m.ref_seq, m.rate_mhz, m.source, m.stride, len(m.channels)]
+            for c in m.channels:
+                out += [c.scale_bits, len(c.name), *c.name.encode(), len(c.unit), *c.unit.encode()]
+            return out
         case InferRequest():
             return [m.mode, m.in_channels, m.window, m.model_id, *i8s(m.samples)]
         case SetThreshold():
@@ -276,7 +301,15 @@ def test_a_threshold_below_minus_one_passes_the_receiver():
     (lambda: Result(2, 0, 0, (1, 2)), r"Result\.predicted: expected a class index below 2, got 2"),
     (lambda: Result(0, 3, 0, (1,)), r"Result\.path: expected 0\.\.2"),
     (lambda: Result(0, 0, 0, ()), r"expected 1\.\.255 classes"),
-    (lambda: SetStream(8), r"SetStream\.flags: expected bits of StreamFlag"),
+    (lambda: SetStream(16), r"SetStream\.flags: expected bits of StreamFlag \(0\.\.15\)"),
+    (lambda: SensorChannel("hip.acc.x.too.long", "g", 1.0), r"SensorChannel\.name: expected at most 16 printable"),
+    (lambda: SensorChannel("x", "m/s^2/Hz2", 1.0), r"SensorChannel\.unit: expected at most 8 printable"),
+    (lambda: SensorChannel("x", "\t", 1.0), r"SensorChannel\.unit: expected at most 8 printable"),
+    (lambda: SensorChannel("x", "g", float("nan")), r"SensorChannel\.scale: expected a finite number"),
+    (lambda: SensorChannel("x", "g", 1e39), r"SensorChannel\.scale: expected a number within float32's range"),
+    (lambda: SensorChannel("x", "g", True), r"SensorChannel\.scale: expected a number"),
+    (lambda: SensorInfo(0, 0, 3, 0), r"SensorInfo\.source: expected 0\.\.2"),
+    (lambda: SensorInfo(0, 0, 2, 0, (SensorChannel("x", "g", 1.0),) * 65), r"SensorInfo\.channels: expected at most 64"),
     (lambda: Version(0, 0, 0, 0, 0, 0, 0, (1,) * 9, 0, 0, 0, "b"), r"Version\.widths: expected at most 8"),
     (lambda: Version(0, 0, 0, 0, 0, 0, 0, (), 0, 0, 0, "café"), r"Version\.board: expected at most 32 printable ASCII"),
     (lambda: Stats(0, (2**32,)), r"Stats\.values: expected an integer in 0\.\.4294967295"),
@@ -314,7 +347,7 @@ def test_torn_short_and_overlong_frames_are_refused():
 
 
 @pytest.mark.parametrize("type_, payload, receiver, code, detail, pattern", [
-    (0x06, b"", "any", ErrorCode.UNKNOWN_TYPE, 0, r"type 0x06 is not a message of protocol version 1"),
+    (0x07, b"", "any", ErrorCode.UNKNOWN_TYPE, 0, r"type 0x07 is not a message of protocol version 1"),
     (0xC0, b"", "host", ErrorCode.UNKNOWN_TYPE, 0, r"type 0xc0"),
     (0x00, b"", "any", ErrorCode.UNKNOWN_TYPE, 0, r"type 0x00"),
     (MsgType.INFER_RESULT, b"", "device", ErrorCode.UNKNOWN_TYPE, 1, r"INFER_RESULT goes device → host; a device does not accept it"),
@@ -327,7 +360,25 @@ def test_torn_short_and_overlong_frames_are_refused():
     (MsgType.INFER_REQ, bytes(15), "device", ErrorCode.BAD_LENGTH, 16, r"expected at least 16 bytes, got 15"),
     (MsgType.INFER_REQ, struct.pack("<BBHHHII", 3, 0, 0, 0, 0, 0, 0), "device", ErrorCode.BAD_VALUE, 0, r"byte 0 \(mode\): expected 0\.\.2, got 3"),
     (MsgType.STATS_REQ, b"\x02", "device", ErrorCode.BAD_VALUE, 0, r"STATS_REQ payload: byte 0 \(flags\)"),
-    (MsgType.SET_STREAM, b"\x08", "device", ErrorCode.BAD_VALUE, 0, r"SET_STREAM payload: byte 0 \(flags\): expected bits of 0x7, got 0x8"),
+    (MsgType.SET_STREAM, b"\x10", "device", ErrorCode.BAD_VALUE, 0, r"SET_STREAM payload: byte 0 \(flags\): expected bits of 0xf, got 0x10"),
+    (MsgType.SENSOR_REQ, b"\0", "device", ErrorCode.BAD_LENGTH, 0, r"SENSOR_REQ payload: expected 0 bytes, got 1"),
+    (MsgType.SENSOR, bytes(9), "host", ErrorCode.BAD_LENGTH, 10, r"SENSOR payload: expected at least 10 bytes, got 9"),
+    (MsgType.SENSOR, struct.pack("<HIBHB", 0, 0, 3, 0, 0), "host", ErrorCode.BAD_VALUE, 6, r"byte 6 \(source\): expected 0\.\.2, got 3"),
+    (MsgType.SENSOR, struct.pack("<HIBHB", 0, 0, 2, 0, 65), "host", ErrorCode.BAD_VALUE, 9, r"\(n_channels\): expected at most 64"),
+    (MsgType.SENSOR, struct.pack("<HIBHB", 0, 0, 2, 0, 2) + struct.pack("<fB", 1, 1) + b"x\x01g", "host",
+     ErrorCode.BAD_LENGTH, 23, r"expected at least \(channel 1: scale, name_len\) 23 bytes, got 18"),
+    (MsgType.SENSOR, struct.pack("<HIBHB", 0, 0, 2, 0, 1) + struct.pack("<fB", 1, 3) + b"xy", "host",
+     ErrorCode.BAD_LENGTH, 19, r"expected at least \(channel 0: name, unit_len\) 19 bytes, got 17"),
+    (MsgType.SENSOR, struct.pack("<HIBHB", 0, 0, 2, 0, 1) + struct.pack("<fB", 1, 17) + bytes(18), "host",
+     ErrorCode.BAD_VALUE, 14, r"byte 14 \(channel 0 name_len\): expected at most 16, got 17"),
+    (MsgType.SENSOR, struct.pack("<HIBHB", 0, 0, 2, 0, 1) + struct.pack("<fB", 1, 0) + b"\x09", "host",
+     ErrorCode.BAD_VALUE, 15, r"byte 15 \(channel 0 unit_len\): expected at most 8, got 9"),
+    (MsgType.SENSOR, struct.pack("<HIBHB", 0, 0, 2, 0, 1) + struct.pack("<fB", float("inf"), 0) + b"\0", "host",
+     ErrorCode.BAD_VALUE, 10, r"byte 10 \(channel 0 scale\): expected a finite float32"),
+    (MsgType.SENSOR, struct.pack("<HIBHB", 0, 0, 2, 0, 1) + struct.pack("<fB", 1, 1) + b"x\x01g\0", "host",
+     ErrorCode.BAD_LENGTH, 18, r"expected 1 channel records: 18 bytes, got 19"),
+    (MsgType.SENSOR, struct.pack("<HIBHB", 0, 0, 2, 0, 1) + struct.pack("<fB", 1, 1) + b"x\x02g\n", "host",
+     ErrorCode.BAD_VALUE, 18, r"byte 18 \(channel 0 unit\): expected printable ASCII, got 0x0a"),
     (MsgType.SET_THRESHOLD, bytes(9), "device", ErrorCode.BAD_LENGTH, 8, r"expected 8 bytes, got 9"),
     (MsgType.INFER_RESULT, struct.pack("<HBBBBqQQ", 1, 2, 0, 2, 0, 0, 0, 0) + bytes(8), "host", ErrorCode.BAD_VALUE, 2,
      r"byte 2 \(predicted\): expected a class below n_classes = 2, got 2"),
@@ -609,7 +660,13 @@ def test_c_buffer_keeps_whole_frames_only(driver, tmp_path):
     (MsgType.INFER_REQ, [0, 45, 137, 0, 45 * 137, *([0] * (45 * 137))]),           # payload over 6144
     (MsgType.INFER_REQ, [0, 1, 6129, 7, 6129, *([1] * 6129)]),                     # 16 + 6129 = 6145
     (MsgType.STATS_REQ, [2]),
-    (MsgType.SET_STREAM, [8]),
+    (MsgType.SET_STREAM, [16]),
+    (MsgType.SENSOR, [0, 0, 3, 0, 0]),                                              # source 3
+    (MsgType.SENSOR, [0, 0, 2, 0, 65, *([0x3F800000, 1, 65, 1, 103] * 65)]),        # 65 channels
+    (MsgType.SENSOR, [0, 0, 2, 0, 1, 0x3F800000, 17, *([65] * 17), 1, 103]),       # a name of 17
+    (MsgType.SENSOR, [0, 0, 2, 0, 1, 0x3F800000, 1, 65, 9, *([103] * 9)]),         # a unit of 9
+    (MsgType.SENSOR, [0, 0, 2, 0, 1, 0x3F800000, 1, 10, 1, 103]),                  # a name with a newline
+    (MsgType.SENSOR, [0, 0, 2, 0, 1, 0x7FC00000, 1, 65, 1, 103]),                  # a NaN scale
     (MsgType.VERSION, [0] * 12 + [9, *range(9)] + [0]),                            # 9 widths
     (MsgType.VERSION, [0] * 12 + [0, 33, *([65] * 33)]),                           # board of 33
     (MsgType.VERSION, [0] * 12 + [0, 2, 65, 10]),                                  # board with a newline
@@ -662,6 +719,10 @@ DOC_EXAMPLES = [
     (InferResult(2, Result(1, ResultPath.NARROW, 42_000, (-5_000, 37_000, -5_000), cycles=1_234_567)), 1),
     (ErrorReport(2, ErrorCode.BAD_STATE, MsgType.INFER_REQ, 0x3C5D7E9F), 1),          # another model
     (ErrorReport(7, ErrorCode.CRC, MsgType.INFER_REQ, 0xBEEF1234), 2),
+    (SensorRequest(), 3),
+    (SensorInfo(3, 100_000, SensorSource.RECORDING, 50, (SensorChannel("hip.acc.x", "g", 2**-12),
+                                                         SensorChannel("hip.gyro.x", "dps", 0.0625))), 3),
+    (SetStream(StreamFlag.SAMPLES | StreamFlag.RESULTS | StreamFlag.UNCERTAIN | StreamFlag.FAST), 4),
 ]
 
 

@@ -326,10 +326,31 @@ def test_bad_chunks_are_clear_errors(usc11, usc_bundle):
 def test_bad_setup_names_source_and_channel(usc_bundle):
     with pytest.raises(UsageError, match=r"no source has channel 'hip.gyro.x'.*acc: hip.acc.x"):
         WindowStage(usc_bundle, [SourceInfo("acc", ACC, ("g",) * 3, 100.0)])
-    with pytest.raises(UsageError, match=r"source 'gyro': channel 'hip.gyro.x' is in 'rad/s'.*expects 'dps'"):
+    with pytest.raises(UsageError, match=r"source 'gyro': channel 'hip.gyro.x' is in 'm/s\^2'.*expects 'dps' "
+                                         r"\(no known conversion\)"):
         WindowStage(usc_bundle, [SourceInfo("acc", ACC, ("g",) * 3, 100.0),
-                                 SourceInfo("gyro", GYRO, ("rad/s",) * 3, 100.0)])
+                                 SourceInfo("gyro", GYRO, ("m/s^2",) * 3, 100.0)])
+    with pytest.raises(UsageError, match=r"'hip.acc.x' is in 'furlong'"):
+        WindowStage(usc_bundle, [SourceInfo("imu", ACC + GYRO, ("furlong",) * 3 + ("dps",) * 3, 100.0)])
     with pytest.raises(UsageError, match=r"source 'mag' gives none of the channels"):
         WindowStage(usc_bundle, [SourceInfo("acc", ACC + GYRO, ("g",) * 3 + ("dps",) * 3, 100.0),
                                  SourceInfo("mag", ("hip.mag.x",), ("uT",), 100.0)])
     assert issubclass(StreamFormatError, StreamharError)
+
+
+def test_si_source_is_converted_to_the_models_units(usc11, usc_bundle):
+    """A live IMU delivers m/s^2 and rad/s; the USC-HAD model was trained on g and dps. The window
+    stage converts, so the windows equal those of the recording in its own units."""
+    recs = usc11[:2]
+    si = np.array([9.80665] * 3 + [np.pi / 180] * 3, np.float32)
+    si_recs = [dataclasses.replace(r, samples=r.samples * si,
+                                   channels=tuple(dataclasses.replace(c, unit=u) for c, u in
+                                                  zip(r.channels, ["m/s^2"] * 3 + ["rad/s"] * 3)))
+               for r in recs]
+    plain = ReplaySource(recs, stream="usc", chunk_size=50)
+    live = ReplaySource(si_recs, stream="usc", chunk_size=50)
+    assert [c.unit for c in live.channels] == ["m/s^2"] * 3 + ["rad/s"] * 3
+    a = cat(run(WindowStage(usc_bundle, [SourceInfo.of(plain)]), plain.chunks()), "x")
+    b = cat(run(WindowStage(usc_bundle, [SourceInfo.of(live)]), live.chunks()), "x")
+    assert a.shape == b.shape and len(a) > 10
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-4)

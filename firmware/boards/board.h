@@ -37,13 +37,26 @@ extern "C" {
 #error "define BOARD_STM32F4 or BOARD_RISCV32 (boards/boards.mk does, from BOARD=...)"
 #endif
 
+/* The UART's line rate (8N1: 10 bits on the wire per byte). Sensor mode's FAST replay paces
+ * itself to it (firmware/app/device_main.c), because QEMU's UART models do not. */
+#define BOARD_UART_BAUD 115200u
+
 /* Exit status a fault handler passes to board_exit (apps use small codes of their own). */
 #define BOARD_EXIT_FAULT 126
 
 /* Peripheral set-up: the UART at 115200 8N1 with transmit and receive enabled (QEMU drops
- * received bytes until then). Clocks are left at their reset values (16 MHz HSI on the
- * STM32F405): nothing to do on QEMU, and the baud divisor assumes that clock. */
+ * received bytes until then), and the microsecond clock (board_time_us). Clocks are left at
+ * their reset values (16 MHz HSI on the STM32F405): nothing to do on QEMU, and the baud divisor
+ * assumes that clock. */
 void board_init(void);
+
+/* Microseconds from a free-running clock, modulo 2^32 (it wraps after 71.6 min: compare times by
+ * unsigned difference). The sample clock of sensor mode (firmware/sensor/). stm32f4: TIM2, a
+ * 32-bit counter prescaled to 1 MHz; riscv32: the CLINT's 64-bit mtime scaled to microseconds.
+ * Each port knows its timer's input clock on the real chip and in QEMU 7.2, which differ, and
+ * tells them apart at board_init (see the ports). Under QEMU without -icount it follows the
+ * host's wall clock; with -icount shift=0, virtual time: one nanosecond per instruction. */
+uint32_t board_time_us(void);
 
 /* Sends n bytes over the UART, blocking until each is accepted by the transmitter. */
 void board_uart_write(const uint8_t *p, size_t n);

@@ -626,6 +626,18 @@ void requantize_logits(const int32_t *acc, size_t n, const int32_t *m, const int
     }
 }
 
+void quantize_raw_i16(const int16_t *raw, size_t n, size_t c, const int32_t *m, const int32_t *shift,
+                      const int64_t *bias, int8_t *out, size_t out_stride)
+{
+    size_t t, ch;
+    for (t = 0; t < n; ++t) {
+        for (ch = 0; ch < c; ++ch) {
+            int64_t v = har_rescale(raw[t * c + ch], m[ch], shift[ch], bias[ch]);
+            out[ch * out_stride + t] = (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
+        }
+    }
+}
+
 size_t argmax_margin(const int32_t *logits, size_t n, int64_t *margin)
 {
     size_t i, best = 0;

@@ -102,6 +102,20 @@ void fc_int8(const int32_t *feat, size_t n_feat, const int8_t *codes, size_t row
 void requantize_logits(const int32_t *acc, size_t n, const int32_t *m, const int32_t *shift,
                        const int64_t *bias, int32_t *logits);
 
+/* quantize_raw_i16 — the device-tier input stage: raw int16 sensor samples onto the network's
+ * int8 input codes, per channel c by one integer affine map (the normalization (x − mean)/std of
+ * x = raw·scale and the input step folded into a fixed-point multiplier at generation time,
+ * streamhar/firmware/sensor.py):
+ *
+ *   out[c][t] = clamp((m[c]·raw[t][c] + bias[c] + 2^(shift[c]−1)) >> shift[c], −128, 127)
+ *
+ * the requantization rule (round half up, har_rescale), in 64-bit arithmetic. raw is
+ * time-major [n][c] as a sensor delivers samples; out is channel-major with a row stride:
+ * out[c·out_stride + t], so one sample (n = 1) lands straight in column t of a [c][L] window.
+ * shift 1..62 and |bias| < 2^62 keep the sum inside int64 (the generator guarantees both). */
+void quantize_raw_i16(const int16_t *raw, size_t n, size_t c, const int32_t *m, const int32_t *shift,
+                      const int64_t *bias, int8_t *out, size_t out_stride);
+
 /* argmax_margin — the winning class (scan upward with strict >, so ties go to the lowest index)
  * and its margin top1 − top2 (int64: the difference of two int32 values may not fit int32;
  * 0 on a tie). n >= 2; with n < 2 returns class 0 and margin 0. */

@@ -16,6 +16,11 @@
 #define ERROR_LEN        8u
 #define SAMPLES_FIXED    15u
 #define WINDOW_FIXED     (8u + RESULT_FIXED)  /* window_id, t_last_us, result block */
+#define SENSOR_FIXED     10u  /* ref_seq, rate_mhz, source, stride, n_channels */
+#define SENSOR_SOURCE    6u
+#define SENSOR_N         9u
+#define CHANNEL_HEAD     5u   /* a channel's scale f32 and name_len */
+#define FLOAT_EXPONENT   0x7F800000u  /* all ones: infinity or NaN */
 
 /* ------------------------------------------------------------------ CRC-16/CCITT-FALSE */
 
@@ -68,9 +73,10 @@ static int direction(uint8_t type)
 {
     switch (type) {
     case HAR_MSG_VERSION_REQ: case HAR_MSG_INFER_REQ: case HAR_MSG_SET_THRESHOLD:
-    case HAR_MSG_STATS_REQ: case HAR_MSG_SET_STREAM:
+    case HAR_MSG_STATS_REQ: case HAR_MSG_SET_STREAM: case HAR_MSG_SENSOR_REQ:
         return 0;
     case HAR_MSG_VERSION: case HAR_MSG_INFER_RESULT: case HAR_MSG_ACK: case HAR_MSG_STATS:
+    case HAR_MSG_SENSOR:
     case HAR_MSG_ERROR: case HAR_MSG_SAMPLES: case HAR_MSG_UNCERTAIN: case HAR_MSG_DEVICE_RESULT:
         return 1;
     default:
@@ -88,6 +94,44 @@ static int check_result(const uint8_t *p, size_t o, uint32_t *detail)
     return HAR_PROTO_OK;
 }
 
+static int printable(const uint8_t *p, size_t from, size_t n, uint32_t *detail)
+{
+    for (size_t i = from; i < from + n; i++)
+        if (p[i] < 0x20u || p[i] > 0x7Eu) return bad_value(detail, i);
+    return HAR_PROTO_OK;
+}
+
+/* SENSOR: the channels are a chain of variable-length records, so the total length is known
+ * only after walking them; a record cut short asks for the bytes up to its next length field.
+ * The text is checked after the total length, like VERSION's board name. */
+static int check_sensor(const uint8_t *p, size_t len, uint32_t *detail)
+{
+    size_t o = SENSOR_FIXED;
+    uint8_t i;
+    int err;
+    if (len < SENSOR_FIXED) return bad_length(detail, SENSOR_FIXED);
+    if (p[SENSOR_SOURCE] > HAR_SOURCE_RECORDING) return bad_value(detail, SENSOR_SOURCE);
+    if (p[SENSOR_N] > HAR_PROTO_MAX_SENSOR_CHANNELS) return bad_value(detail, SENSOR_N);
+    for (i = 0; i < p[SENSOR_N]; i++) {
+        if (len < o + CHANNEL_HEAD) return bad_length(detail, (uint32_t)(o + CHANNEL_HEAD));
+        if ((get_u32(p + o) & FLOAT_EXPONENT) == FLOAT_EXPONENT) return bad_value(detail, o);
+        if (p[o + 4u] > HAR_PROTO_MAX_SENSOR_NAME) return bad_value(detail, o + 4u);
+        o += CHANNEL_HEAD + p[o + 4u];
+        if (len < o + 1u) return bad_length(detail, (uint32_t)(o + 1u));   /* the name, unit_len */
+        if (p[o] > HAR_PROTO_MAX_SENSOR_UNIT) return bad_value(detail, o);
+        o += 1u + p[o];
+    }
+    if (len != o) return bad_length(detail, (uint32_t)o);
+    for (i = 0, o = SENSOR_FIXED; i < p[SENSOR_N]; i++) {
+        o += 4u;                                            /* the name */
+        if ((err = printable(p, o + 1u, p[o], detail)) != HAR_PROTO_OK) return err;
+        o += 1u + p[o];                                     /* the unit */
+        if ((err = printable(p, o + 1u, p[o], detail)) != HAR_PROTO_OK) return err;
+        o += 1u + p[o];
+    }
+    return HAR_PROTO_OK;
+}
+
 /* Length and enumerations of a payload whose header and CRC were fine. Order, mirrored by the
  * Python decoder: the fixed part's length, its fields, the total length, variable-part fields. */
 static int check_layout(uint8_t type, const uint8_t *p, size_t len, uint32_t *detail)
@@ -95,7 +139,7 @@ static int check_layout(uint8_t type, const uint8_t *p, size_t len, uint32_t *de
     uint32_t need;
     int err;
     switch (type) {
-    case HAR_MSG_VERSION_REQ:
+    case HAR_MSG_VERSION_REQ: case HAR_MSG_SENSOR_REQ:
         return len == 0 ? HAR_PROTO_OK : bad_length(detail, 0);
     case HAR_MSG_INFER_REQ:
         if (len < INFER_REQ_FIXED) return bad_length(detail, INFER_REQ_FIXED);
@@ -109,17 +153,16 @@ static int check_layout(uint8_t type, const uint8_t *p, size_t len, uint32_t *de
         return (p[0] & ~HAR_STATS_RESET) ? bad_value(detail, 0) : HAR_PROTO_OK;
     case HAR_MSG_SET_STREAM:
         if (len != 1u) return bad_length(detail, 1u);
-        return (p[0] & ~(HAR_STREAM_SAMPLES | HAR_STREAM_RESULTS | HAR_STREAM_UNCERTAIN))
-                   ? bad_value(detail, 0) : HAR_PROTO_OK;
+        return (p[0] & ~HAR_STREAM_ALL) ? bad_value(detail, 0) : HAR_PROTO_OK;
     case HAR_MSG_VERSION:
         if (len < VERSION_FIXED) return bad_length(detail, VERSION_FIXED);
         if (p[VERSION_N_WIDTHS] > HAR_PROTO_MAX_WIDTHS) return bad_value(detail, VERSION_N_WIDTHS);
         if (p[VERSION_BOARD_LEN] > HAR_PROTO_MAX_BOARD) return bad_value(detail, VERSION_BOARD_LEN);
         need = VERSION_FIXED + 2u * p[VERSION_N_WIDTHS] + p[VERSION_BOARD_LEN];
         if (len != need) return bad_length(detail, need);
-        for (size_t i = VERSION_FIXED + 2u * p[VERSION_N_WIDTHS]; i < len; i++)
-            if (p[i] < 0x20u || p[i] > 0x7Eu) return bad_value(detail, i);
-        return HAR_PROTO_OK;
+        return printable(p, VERSION_FIXED + 2u * p[VERSION_N_WIDTHS], p[VERSION_BOARD_LEN], detail);
+    case HAR_MSG_SENSOR:
+        return check_sensor(p, len, detail);
     case HAR_MSG_INFER_RESULT:
         if (len < INFER_RESULT_FIXED) return bad_length(detail, INFER_RESULT_FIXED);
         if ((err = check_result(p, 2u, detail)) != HAR_PROTO_OK) return err;
@@ -517,10 +560,54 @@ size_t har_proto_send_stats_req(har_proto_tx *tx, uint16_t seq, uint8_t flags)
 
 size_t har_proto_send_set_stream(har_proto_tx *tx, uint16_t seq, uint8_t flags)
 {
-    if (flags & ~(HAR_STREAM_SAMPLES | HAR_STREAM_RESULTS | HAR_STREAM_UNCERTAIN))
+    if (flags & ~HAR_STREAM_ALL)
         return 0;
     har_proto_tx_begin(tx, HAR_MSG_SET_STREAM, seq);
     har_proto_tx_u8(tx, flags);
+    return har_proto_tx_end(tx);
+}
+
+size_t har_proto_send_sensor_req(har_proto_tx *tx, uint16_t seq)
+{
+    har_proto_tx_begin(tx, HAR_MSG_SENSOR_REQ, seq);
+    return har_proto_tx_end(tx);
+}
+
+static int text_valid(const char *s, uint8_t n, uint8_t max)
+{
+    if (n > max)
+        return 0;
+    for (uint8_t i = 0; i < n; i++)
+        if ((uint8_t)s[i] < 0x20u || (uint8_t)s[i] > 0x7Eu)
+            return 0;
+    return 1;
+}
+
+size_t har_proto_send_sensor(har_proto_tx *tx, uint16_t seq, const har_proto_sensor *m)
+{
+    if (m->source > HAR_SOURCE_RECORDING || m->n_channels > HAR_PROTO_MAX_SENSOR_CHANNELS)
+        return 0;
+    for (uint8_t i = 0; i < m->n_channels; i++) {
+        const har_proto_sensor_channel *c = &m->channels[i];
+        if ((c->scale_bits & FLOAT_EXPONENT) == FLOAT_EXPONENT
+            || !text_valid(c->name, c->name_len, HAR_PROTO_MAX_SENSOR_NAME)
+            || !text_valid(c->unit, c->unit_len, HAR_PROTO_MAX_SENSOR_UNIT))
+            return 0;
+    }
+    har_proto_tx_begin(tx, HAR_MSG_SENSOR, seq);
+    har_proto_tx_u16(tx, m->ref_seq);
+    har_proto_tx_u32(tx, m->rate_mhz);
+    har_proto_tx_u8(tx, m->source);
+    har_proto_tx_u16(tx, m->stride);
+    har_proto_tx_u8(tx, m->n_channels);
+    for (uint8_t i = 0; i < m->n_channels; i++) {
+        const har_proto_sensor_channel *c = &m->channels[i];
+        har_proto_tx_u32(tx, c->scale_bits);
+        har_proto_tx_u8(tx, c->name_len);
+        har_proto_tx_bytes(tx, (const uint8_t *)c->name, c->name_len);
+        har_proto_tx_u8(tx, c->unit_len);
+        har_proto_tx_bytes(tx, (const uint8_t *)c->unit, c->unit_len);
+    }
     return har_proto_tx_end(tx);
 }
 
@@ -772,6 +859,34 @@ int har_proto_parse_error(const uint8_t *p, size_t len, har_proto_error *out)
     out->code = p[2];
     out->ref_type = p[3];
     out->detail = get_u32(p + 4);
+    return HAR_PROTO_OK;
+}
+
+int har_proto_parse_sensor(const uint8_t *p, size_t len, har_proto_sensor *out,
+                           har_proto_sensor_channel *channels, size_t cap)
+{
+    int err = parse_check(HAR_MSG_SENSOR, p, len);
+    size_t o = SENSOR_FIXED;
+    if (err != HAR_PROTO_OK)
+        return err;
+    out->ref_seq = get_u16(p);
+    out->rate_mhz = get_u32(p + 2);
+    out->source = p[SENSOR_SOURCE];
+    out->stride = get_u16(p + 7);
+    out->n_channels = p[SENSOR_N];
+    if (cap < out->n_channels)
+        return HAR_PROTO_E_NO_ROOM;
+    for (uint8_t i = 0; i < out->n_channels; i++) {
+        har_proto_sensor_channel *c = &channels[i];
+        c->scale_bits = get_u32(p + o);
+        c->name_len = p[o + 4u];
+        c->name = (const char *)(const void *)(p + o + CHANNEL_HEAD);
+        o += CHANNEL_HEAD + c->name_len;
+        c->unit_len = p[o];
+        c->unit = (const char *)(const void *)(p + o + 1u);
+        o += 1u + c->unit_len;
+    }
+    out->channels = channels;
     return HAR_PROTO_OK;
 }
 

@@ -33,6 +33,9 @@ extern "C" {
 #define HAR_PROTO_MAX_WIDTHS    8u      /* VERSION: widths listed */
 #define HAR_PROTO_MAX_BOARD     32u     /* VERSION: board name bytes */
 #define HAR_PROTO_MAX_COUNTERS  32u     /* STATS: counters listed */
+#define HAR_PROTO_MAX_SENSOR_CHANNELS 64u  /* SENSOR: channels listed (DSADS has 45) */
+#define HAR_PROTO_MAX_SENSOR_NAME 16u   /* SENSOR: bytes of a channel name */
+#define HAR_PROTO_MAX_SENSOR_UNIT 8u    /* SENSOR: bytes of a channel unit */
 
 /* Message types. 0x01-0x3F host -> device requests, 0x40-0x7F device -> host replies,
  * 0x80-0xBF device -> host unsolicited (streams), 0xC0-0xFF and 0x00 reserved. */
@@ -42,10 +45,12 @@ enum har_proto_type {
     HAR_MSG_SET_THRESHOLD = 0x03,
     HAR_MSG_STATS_REQ     = 0x04,
     HAR_MSG_SET_STREAM    = 0x05,
+    HAR_MSG_SENSOR_REQ    = 0x06,
     HAR_MSG_VERSION       = 0x41,
     HAR_MSG_INFER_RESULT  = 0x42,
     HAR_MSG_ACK           = 0x43,
     HAR_MSG_STATS         = 0x44,
+    HAR_MSG_SENSOR        = 0x45,
     HAR_MSG_ERROR         = 0x7F,
     HAR_MSG_SAMPLES       = 0x80,
     HAR_MSG_UNCERTAIN     = 0x81,
@@ -69,7 +74,13 @@ enum har_proto_code {
 enum har_proto_mode { HAR_MODE_CASCADE = 0, HAR_MODE_NARROW = 1, HAR_MODE_FULL = 2 };
 enum har_proto_path { HAR_PATH_NARROW = 0, HAR_PATH_ESCALATED = 1, HAR_PATH_FULL = 2 };
 enum har_proto_have { HAR_HAVE_CYCLES = 1, HAR_HAVE_INSTRUCTIONS = 2 };
-enum har_proto_stream { HAR_STREAM_SAMPLES = 1, HAR_STREAM_RESULTS = 2, HAR_STREAM_UNCERTAIN = 4 };
+/* SET_STREAM flags. FAST: a recording-backed sensor replays as fast as the link drains. */
+enum har_proto_stream {
+    HAR_STREAM_SAMPLES = 1, HAR_STREAM_RESULTS = 2, HAR_STREAM_UNCERTAIN = 4, HAR_STREAM_FAST = 8,
+    HAR_STREAM_ALL = 15
+};
+/* SENSOR's source: where the samples come from. */
+enum har_proto_source { HAR_SOURCE_NONE = 0, HAR_SOURCE_IMU = 1, HAR_SOURCE_RECORDING = 2 };
 enum har_proto_stats_flag { HAR_STATS_RESET = 1 };
 
 /* Which messages a receiver accepts: a device takes requests, a host takes replies and streams. */
@@ -125,6 +136,23 @@ typedef struct {               /* the result block of INFER_RESULT, UNCERTAIN, D
 typedef struct { uint16_t ref_seq; har_proto_result result; } har_proto_infer_result;
 typedef struct { uint16_t ref_seq; uint8_t ref_type; int64_t value; } har_proto_ack;
 typedef struct { uint16_t ref_seq; uint8_t n; uint32_t values[HAR_PROTO_MAX_COUNTERS]; } har_proto_stats;
+
+typedef struct {               /* one channel of SENSOR 0x45 */
+    const char *name;          /* printable ASCII, name_len bytes, no terminator; parse: points into the payload */
+    const char *unit;          /* likewise, unit_len bytes */
+    uint8_t name_len, unit_len;   /* <= HAR_PROTO_MAX_SENSOR_NAME, <= HAR_PROTO_MAX_SENSOR_UNIT */
+    uint32_t scale_bits;       /* IEEE 754 binary32 bits of the scale (value in unit = raw int16 x scale),
+                                  finite; copied, never computed with: the firmware has no floats */
+} har_proto_sensor_channel;
+
+typedef struct {               /* SENSOR 0x45: what the device's sensor streams */
+    uint16_t ref_seq;
+    uint32_t rate_mhz;         /* sample rate in millihertz; 0 without a sensor */
+    uint8_t source;            /* enum har_proto_source */
+    uint16_t stride;           /* the device-tier cascade's window stride in samples; 0 = none */
+    uint8_t n_channels;        /* <= HAR_PROTO_MAX_SENSOR_CHANNELS */
+    const har_proto_sensor_channel *channels;  /* [n_channels]; parse: the caller's array */
+} har_proto_sensor;
 
 typedef struct {               /* SAMPLES 0x80 */
     uint32_t t_first_us;       /* device clock of the first sample (wraps) */
@@ -239,6 +267,8 @@ size_t har_proto_send_infer_req(har_proto_tx *tx, uint16_t seq, const har_proto_
 size_t har_proto_send_set_threshold(har_proto_tx *tx, uint16_t seq, int64_t threshold);
 size_t har_proto_send_stats_req(har_proto_tx *tx, uint16_t seq, uint8_t flags);
 size_t har_proto_send_set_stream(har_proto_tx *tx, uint16_t seq, uint8_t flags);
+size_t har_proto_send_sensor_req(har_proto_tx *tx, uint16_t seq);
+size_t har_proto_send_sensor(har_proto_tx *tx, uint16_t seq, const har_proto_sensor *m);
 size_t har_proto_send_version(har_proto_tx *tx, uint16_t seq, const har_proto_version *m);
 size_t har_proto_send_infer_result(har_proto_tx *tx, uint16_t seq, const har_proto_infer_result *m);
 size_t har_proto_send_ack(har_proto_tx *tx, uint16_t seq, const har_proto_ack *m);
@@ -263,6 +293,8 @@ int har_proto_parse_infer_result(const uint8_t *p, size_t len, har_proto_infer_r
 int har_proto_parse_ack(const uint8_t *p, size_t len, har_proto_ack *out);
 int har_proto_parse_stats(const uint8_t *p, size_t len, har_proto_stats *out);
 int har_proto_parse_error(const uint8_t *p, size_t len, har_proto_error *out);
+int har_proto_parse_sensor(const uint8_t *p, size_t len, har_proto_sensor *out,
+                           har_proto_sensor_channel *channels, size_t cap);
 int har_proto_parse_samples(const uint8_t *p, size_t len, har_proto_samples *out,
                             int16_t *samples, size_t cap);
 int har_proto_parse_uncertain(const uint8_t *p, size_t len, har_proto_uncertain *out,

@@ -42,8 +42,9 @@ def cmd_ctl(args) -> int:
         raise UsageError(f"the pipeline refused: {reply.get('error')}")
     if args.command == "threshold":
         kind = "probability margin" if reply["kind"] == "prob" else "logit margin"
-        print(f"threshold set to {reply['threshold']} ({kind}) on {reply['workers']} inference worker(s) "
-              f"via {endpoint}")
+        devices = f" and {reply['devices']} device(s)" if reply.get("devices") else ""
+        print(f"threshold set to {reply['threshold']} ({kind}) on {reply['workers']} inference worker(s)"
+              f"{devices} via {endpoint}")
     else:
         print(json.dumps(reply, indent=2))
     return 0

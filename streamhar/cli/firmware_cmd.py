@@ -29,12 +29,14 @@ def register(sub) -> None:
     b.add_argument("--app", choices=("device", "parity"), default="device",
                    help="device: the UART protocol server (default); parity: the semihosting parity image")
     _widths_option(b)
+    add_sensor_options(b)
     b.set_defaults(func=cmd_build)
 
     s = fw.add_parser("size", help="flash and RAM of a firmware image, per section")
     _board_options(s, default_bundle=True)
     s.add_argument("--app", choices=("device", "parity"), default="device")
     _widths_option(s)
+    add_sensor_options(s)
     s.add_argument("--json", action="store_true", help="print the sizes as JSON")
     s.set_defaults(func=cmd_size)
 
@@ -80,6 +82,18 @@ def _widths_option(p) -> None:
                         "(the cascade's two); default: every width of the model")
 
 
+def add_sensor_options(p) -> None:
+    """--sensor, --sensor-seconds, --data-dir: a sensor image (shared with `streamhar flash`)."""
+    from streamhar.firmware import DEFAULT_SENSOR_SECONDS as DEFAULT_SECONDS
+
+    p.add_argument("--sensor", metavar="replay:DATASET[:SELECTOR]",
+                   help="build a sensor image: the device image whose sensor replays this recording (its first "
+                        "--sensor-seconds), streams SAMPLES and runs the device-tier cascade (docs/FIRMWARE.md)")
+    p.add_argument("--sensor-seconds", type=float, default=DEFAULT_SECONDS, metavar="N",
+                   help=f"seconds of the recording compiled into a sensor image (default {DEFAULT_SECONDS:g}; it loops)")
+    add_data_dir_option(p)
+
+
 def _name(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(spec.split(":", 1)[-1]).stem) or "model"
 
@@ -108,8 +122,17 @@ def cmd_generate(args) -> int:
 
 
 def _build(args, spec: str):
-    from streamhar.firmware.image import build_image
+    from streamhar.firmware.image import build_image, build_sensor_image, sensor_image_dir
 
+    if args.sensor:
+        if args.app != "device":
+            from streamhar.errors import UsageError
+            raise UsageError(f"--sensor builds the device image in sensor mode; --app {args.app} has no sensor")
+        out = sensor_image_dir(args.board, spec, args.sensor, args.sensor_seconds, args.out)
+        if args.widths:
+            out = out.with_name(out.name + "-w" + "-".join(map(str, args.widths)))
+        return build_sensor_image(args.board, spec, args.sensor, out, seconds=args.sensor_seconds,
+                                  data_dir=args.data_dir, widths=args.widths)
     tag = args.app + ("-w" + "-".join(map(str, args.widths)) if args.widths else "")
     return build_image(args.board, spec, args.out / args.board / _name(spec) / tag, app=args.app, widths=args.widths)
 
@@ -120,8 +143,9 @@ def cmd_build(args) -> int:
     for spec in args.bundle or DEFAULT_BUNDLES[:1]:
         elf = _build(args, spec)
         size = toolchain.size(elf)
+        what = f"sensor image, {args.sensor} ({args.sensor_seconds:g} s)" if args.sensor else f"{args.app} image"
         print(f"{elf}: {size['flash']:,} B flash of {size['flash_limit']:,}, {size['ram']:,} B RAM of "
-              f"{size['ram_limit']:,} ({args.board}, {spec}, {args.app} image)")
+              f"{size['ram_limit']:,} ({args.board}, {spec}, {what})")
     return 0
 
 
@@ -136,7 +160,8 @@ def cmd_size(args) -> int:
         return 0
     for spec, size in reports.items():
         which = f"widths {', '.join(map(str, args.widths))}" if args.widths else "all widths"
-        print(f"{args.board} · {spec} ({args.app} image, {which}): flash {size['flash']:,} B of {size['flash_limit']:,}, "
+        what = f"sensor image, {args.sensor} ({args.sensor_seconds:g} s)" if args.sensor else f"{args.app} image"
+        print(f"{args.board} · {spec} ({what}, {which}): flash {size['flash']:,} B of {size['flash_limit']:,}, "
               f"RAM {size['ram']:,} B of {size['ram_limit']:,}")
         for name, n in size["sections"].items():
             print(f"  {name:<16} {n:>8,} B")

@@ -1,5 +1,7 @@
 """`streamhar flash --board stm32f4|riscv32|qemu-stm32f4|qemu-riscv32`: build the device firmware
-for a bundle and put it on a board (streamhar/firmware/flash.py), or into an emulated one."""
+for a bundle and put it on a board (streamhar/firmware/flash.py), or into an emulated one.
+`--sensor replay:DATASET[:SELECTOR]` builds the sensor image instead (its sensor replays that
+recording; docs/FIRMWARE.md): in QEMU it runs without -icount, so it streams at the real rate."""
 from __future__ import annotations
 
 import time
@@ -23,6 +25,8 @@ def register(sub) -> None:
     p.add_argument("--duration", type=float,
                    help="qemu boards: seconds to keep the emulated board running (default: until Ctrl-C)")
     p.add_argument("--out", type=Path, default=Path("build/firmware"), help="build folder (default: build/firmware)")
+    from streamhar.cli.firmware_cmd import add_sensor_options
+    add_sensor_options(p)
     p.set_defaults(func=cmd_flash)
 
 
@@ -30,8 +34,12 @@ def _image(args, board: str) -> Path:
     if args.image:
         return args.image
     from streamhar.cli.firmware_cmd import _name
-    from streamhar.firmware.image import build_image
+    from streamhar.firmware.image import build_image, build_sensor_image, sensor_image_dir
 
+    if args.sensor:
+        return build_sensor_image(board, args.bundle, args.sensor,
+                                  sensor_image_dir(board, args.bundle, args.sensor, args.sensor_seconds, args.out),
+                                  seconds=args.sensor_seconds, data_dir=args.data_dir)
     return build_image(board, args.bundle, args.out / board / _name(args.bundle) / "device", app="device")
 
 
@@ -55,20 +63,29 @@ def cmd_flash(args) -> int:
 
 
 def _flash_emulated(args, board: str) -> int:
-    from streamhar.firmware.device import Device
+    from streamhar.firmware.device import Device, DeviceError
     from streamhar.firmware.emulated import EmulatedBoard
 
     elf = _image(args, board)
+    icount = not args.sensor       # a sensor is paced by the device clock: it must follow the wall clock
     if args.dry_run:
         from streamhar.firmware import toolchain
-        print(" ".join(toolchain.qemu_command(board, elf, serial="pty")))
+        print(" ".join(toolchain.qemu_command(board, elf, serial="pty", icount=icount)))
         return 0
-    with EmulatedBoard(board, elf) as emu:
+    with EmulatedBoard(board, elf, icount=icount) as emu:
         with Device.open(emu.port) as dev:
             v = dev.version()
+            try:
+                s = dev.sensor()
+            except DeviceError:        # an image from before SENSOR_REQ (--image)
+                s = None
         print(f"flashed {elf} into an emulated {board}: serial port {emu.port} — firmware {v.firmware_str}, "
               f"board {v.board}, model id {v.model_id:#010x}, {v.in_channels}×{v.window} windows, "
               f"{v.n_classes} classes, threshold {v.threshold}", flush=True)
+        if s is not None and s.source:
+            print(f"sensor: {s.source.name.lower()} ({args.sensor or 'from the image'}), {len(s.channels)} channels "
+                  f"at {s.rate_hz:g} Hz, device-tier windows every {s.stride} samples; SET_STREAM starts it",
+                  flush=True)
         try:
             end = None if args.duration is None else time.monotonic() + args.duration
             while emu.running and (end is None or time.monotonic() < end):

@@ -9,8 +9,8 @@ from streamhar.errors import StreamharError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from streamhar.cli import (ctl_cmd, data_cmd, eval_cmd, export_cmd, firmware_cmd, flash_cmd, replay_cmd, run_cmd,
-                               stage_cmd, sweep_cmd, train_cmd)
+    from streamhar.cli import (ctl_cmd, data_cmd, demo_cmd, devices_cmd, eval_cmd, export_cmd, firmware_cmd, flash_cmd,
+                               replay_cmd, run_cmd, stage_cmd, sweep_cmd, train_cmd)
 
     parser = argparse.ArgumentParser(
         prog="streamhar", description="Real-time human activity recognition from wearable sensors.")
@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     ctl_cmd.register(sub)
     firmware_cmd.register(sub)
     flash_cmd.register(sub)
+    devices_cmd.register(sub)
+    demo_cmd.register(sub)
     return parser
 
 

@@ -65,11 +65,11 @@ def build_config(args):
         cfg.sink.view = False
     if cfg.sink.jsonl:
         cfg.sink.jsonl = str(Path(cfg.sink.jsonl).resolve())
-    if not cfg.data_dir:
+    if not cfg.data_dir and any(s.spec.startswith("replay:") for s in cfg.sources):
         from streamhar.datasets.paths import resolve_data_dir
         cfg.data_dir = str(resolve_data_dir(None).resolve())
     check_replay_ready(cfg.sources[0].spec, cfg.bundle, cfg.data_dir)
-    cfg.bundle = resolve_bundle(cfg.sources[0].spec, cfg.bundle)
+    cfg.bundle = resolve_bundle(cfg.sources[0].spec, cfg.bundle, [s.spec for s in cfg.sources])
     match_sources_to_bundle(cfg)
     return cfg.validate(), note
 

@@ -20,10 +20,16 @@ PTY_LINE = re.compile(rb"char device redirected to (/dev/pts/\d+)")
 
 
 class EmulatedBoard:
-    """Context manager: QEMU with `elf` on `board`; `.port` is the UART's pty path."""
+    """Context manager: QEMU with `elf` on `board`; `.port` is the UART's pty path.
+
+    icount=True (`-icount shift=0`): virtual time counts instructions, so instruction counts are
+    exact and repeatable but board_time_us() does not follow the wall clock. A sensor image
+    (`image.build_sensor_image`) runs with icount=False: its sensor is paced by the device clock,
+    which then follows the host's wall clock, so a recording streams at its real rate."""
 
     def __init__(self, board: str, elf: Path, icount: bool = True, start_timeout_s: float = 10.0):
         self.board, self.elf = board, Path(elf)
+        self._stderr: str | None = None
         toolchain.check_tools(board, toolchain.RUN_TOOLS)
         self.command = toolchain.qemu_command(board, self.elf, serial="pty", icount=icount)
         self.proc = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -55,7 +61,9 @@ class EmulatedBoard:
         return self.proc.poll() is None
 
     def stop(self) -> str:
-        """Stops QEMU; returns its stderr (semihosting text, fault reports)."""
+        """Stops QEMU; returns its stderr (semihosting text, fault reports). Safe to call again."""
+        if self._stderr is not None:
+            return self._stderr
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -67,6 +75,7 @@ class EmulatedBoard:
         for f in (self.proc.stdout, self.proc.stderr):
             if f:
                 f.close()
+        self._stderr = err
         return err
 
     def __enter__(self) -> "EmulatedBoard":

@@ -26,6 +26,8 @@ HEADER_BYTES, CRC_BYTES = 3, 2           # type + seq; CRC
 MAX_BODY = HEADER_BYTES + MAX_PAYLOAD + CRC_BYTES
 MAX_WIRE = MAX_BODY + MAX_BODY // 254 + 1 + 2   # COBS overhead plus both delimiters
 MAX_WIDTHS, MAX_BOARD, MAX_COUNTERS = 8, 32, 32
+MAX_SENSOR_CHANNELS, MAX_SENSOR_NAME, MAX_SENSOR_UNIT = 64, 16, 8
+_FLOAT_EXPONENT = 0x7F800000             # a float32's exponent bits: all ones = infinity or NaN
 
 Receiver = Literal["device", "host", "any"]
 
@@ -38,10 +40,12 @@ class MsgType(IntEnum):
     SET_THRESHOLD = 0x03
     STATS_REQ = 0x04
     SET_STREAM = 0x05
+    SENSOR_REQ = 0x06
     VERSION = 0x41
     INFER_RESULT = 0x42
     ACK = 0x43
     STATS = 0x44
+    SENSOR = 0x45
     ERROR = 0x7F
     SAMPLES = 0x80
     UNCERTAIN = 0x81
@@ -75,6 +79,17 @@ class StreamFlag(IntFlag):
     SAMPLES = 1        # raw sensor samples (SAMPLES)
     RESULTS = 2        # windows the device committed (DEVICE_RESULT)
     UNCERTAIN = 4      # windows it did not, with their samples (UNCERTAIN)
+    FAST = 8           # a recording-backed sensor replays as fast as the link drains (tests, benchmarks)
+
+
+STREAM_FLAGS = int(StreamFlag.SAMPLES | StreamFlag.RESULTS | StreamFlag.UNCERTAIN | StreamFlag.FAST)
+
+
+class SensorSource(IntEnum):
+    """SENSOR's `source`: where a device's samples come from."""
+    NONE = 0           # no sensor: SET_STREAM is refused (BAD_STATE)
+    IMU = 1            # an IMU driver (a real board; firmware/sensor/har_sensor.h is the hook)
+    RECORDING = 2      # a recording compiled into the image (QEMU, demos, tests)
 
 
 # STATS counters in order; the first nine are a receiver's counters (FrameDecoder.counters).
@@ -83,7 +98,7 @@ STATS_COUNTERS = ("frames_ok", "crc_errors", "cobs_errors", "short_frames", "ove
                   "frames_sent", "inferences", "escalations", "samples_dropped")
 
 _REQUESTS = {MsgType.VERSION_REQ, MsgType.INFER_REQ, MsgType.SET_THRESHOLD, MsgType.STATS_REQ,
-             MsgType.SET_STREAM}
+             MsgType.SET_STREAM, MsgType.SENSOR_REQ}
 
 
 class ProtocolError(StreamharError):
@@ -297,12 +312,16 @@ class StatsRequest:
 
 @dataclass(frozen=True)
 class SetStream:
+    """Starts (or restarts: sample and window numbers from 0) the streams named by `flags`;
+    0 stops them. A device without a sensor answers ERROR BAD_STATE, an IMU-driver device
+    answers FAST with ERROR BAD_VALUE."""
     flags: StreamFlag = StreamFlag(0)
     TYPE: ClassVar[MsgType] = MsgType.SET_STREAM
 
     def __post_init__(self):
-        if _check(self, "flags", self.flags, "u8") & ~int(StreamFlag.SAMPLES | StreamFlag.RESULTS | StreamFlag.UNCERTAIN):
-            raise ProtocolError(ErrorCode.BAD_VALUE, f"SetStream.flags: expected bits of StreamFlag (0..7), got {self.flags}")
+        if _check(self, "flags", self.flags, "u8") & ~STREAM_FLAGS:
+            raise ProtocolError(ErrorCode.BAD_VALUE, f"SetStream.flags: expected bits of StreamFlag "
+                                                     f"(0..{STREAM_FLAGS}), got {self.flags}")
         _set(self, "flags", StreamFlag(self.flags))
 
     def payload(self) -> bytes:
@@ -311,6 +330,109 @@ class SetStream:
     @classmethod
     def from_payload(cls, p: bytes) -> SetStream:
         return cls(StreamFlag(p[0]))
+
+
+@dataclass(frozen=True)
+class SensorRequest:
+    """Asks what the device's sensor streams: answered by SENSOR (SensorInfo)."""
+    TYPE: ClassVar[MsgType] = MsgType.SENSOR_REQ
+
+    def payload(self) -> bytes:
+        return b""
+
+    @classmethod
+    def from_payload(cls, p: bytes) -> SensorRequest:
+        return cls()
+
+
+def _text(owner: object, name: str, value, limit: int) -> str:
+    if not isinstance(value, str) or len(value) > limit or not all(" " <= ch <= "~" for ch in value):
+        raise ProtocolError(ErrorCode.BAD_VALUE, f"{type(owner).__name__}.{name}: expected at most {limit} printable "
+                                                 f"ASCII characters, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class SensorChannel:
+    """One sensor channel: a raw int16 sample × `scale` is the value in `unit`. The scale travels
+    as an IEEE float32 (it is rounded to one here) and must be finite."""
+    name: str                       # at most 16 printable ASCII characters, e.g. "hip.acc.x"
+    unit: str                       # at most 8, e.g. "g", "m/s^2"
+    scale: float
+
+    def __post_init__(self):
+        _text(self, "name", self.name, MAX_SENSOR_NAME)
+        _text(self, "unit", self.unit, MAX_SENSOR_UNIT)
+        try:
+            if isinstance(self.scale, bool):
+                raise TypeError
+            bits = struct.unpack("<I", struct.pack("<f", self.scale))[0]
+        except (OverflowError, TypeError, struct.error):
+            raise ProtocolError(ErrorCode.BAD_VALUE, f"SensorChannel.scale: expected a number within float32's "
+                                                     f"range, got {self.scale!r}") from None
+        if bits & _FLOAT_EXPONENT == _FLOAT_EXPONENT:
+            raise ProtocolError(ErrorCode.BAD_VALUE, f"SensorChannel.scale: expected a finite number, got {self.scale!r}")
+        _set(self, "scale", struct.unpack("<f", struct.pack("<I", bits))[0])
+
+    @property
+    def scale_bits(self) -> int:
+        """The scale's IEEE 754 binary32 bits, as on the wire."""
+        return struct.unpack("<I", struct.pack("<f", self.scale))[0]
+
+    def pack(self) -> bytes:
+        name, unit = self.name.encode("ascii"), self.unit.encode("ascii")
+        return struct.pack("<fB", self.scale, len(name)) + name + bytes([len(unit)]) + unit
+
+
+@dataclass(frozen=True)
+class SensorInfo:
+    """SENSOR: what the device's sensor streams. `source`: SensorSource (0 none: rate 0, no
+    channels); `rate_mhz`: sample rate in millihertz; `stride`: the device-tier cascade's window
+    stride in samples (0: the device runs no cascade of its own); `channels` in the order of
+    SAMPLES' columns."""
+    ref_seq: int
+    rate_mhz: int
+    source: SensorSource
+    stride: int
+    channels: tuple[SensorChannel, ...] = ()
+    TYPE: ClassVar[MsgType] = MsgType.SENSOR
+    FIXED: ClassVar[str] = "<HIBHB"   # 10 bytes, then the channels
+
+    def __post_init__(self):
+        for name, kind in (("ref_seq", "u16"), ("rate_mhz", "u32"), ("stride", "u16")):
+            _set(self, name, _check(self, name, getattr(self, name), kind))
+        if self.source not in SensorSource.__members__.values():
+            raise ProtocolError(ErrorCode.BAD_VALUE, f"SensorInfo.source: expected 0..2 (SensorSource), got {self.source!r}")
+        _set(self, "source", SensorSource(self.source))
+        _set(self, "channels", tuple(self.channels))
+        if len(self.channels) > MAX_SENSOR_CHANNELS or not all(isinstance(c, SensorChannel) for c in self.channels):
+            raise ProtocolError(ErrorCode.BAD_VALUE, f"SensorInfo.channels: expected at most {MAX_SENSOR_CHANNELS} "
+                                                     f"SensorChannel, got {len(self.channels)}")
+
+    @property
+    def rate_hz(self) -> float:
+        return self.rate_mhz / 1000
+
+    def scales(self) -> np.ndarray:
+        """float32 [channels]: raw int16 × scales = values in each channel's unit."""
+        return np.array([c.scale for c in self.channels], np.float32)
+
+    def payload(self) -> bytes:
+        return (struct.pack(self.FIXED, self.ref_seq, self.rate_mhz, self.source, self.stride, len(self.channels))
+                + b"".join(c.pack() for c in self.channels))
+
+    @classmethod
+    def from_payload(cls, p: bytes) -> SensorInfo:
+        ref_seq, rate_mhz, source, stride, n = struct.unpack_from(cls.FIXED, p)
+        o, channels = struct.calcsize(cls.FIXED), []
+        for _ in range(n):
+            scale, name_len = struct.unpack_from("<fB", p, o)
+            name = p[o + 5:o + 5 + name_len].decode("ascii")
+            o += 5 + name_len
+            unit = p[o + 1:o + 1 + p[o]].decode("ascii")
+            o += 1 + p[o]
+            channels.append(SensorChannel(name, unit, scale))
+        return cls(ref_seq, rate_mhz, SensorSource(source), stride, tuple(channels))
 
 
 @dataclass(frozen=True)
@@ -553,8 +675,8 @@ class Uncertain:
         return cls(*struct.unpack_from("<II", p), result, c, l, p[o + 4:])
 
 
-Message = Union[VersionRequest, InferRequest, SetThreshold, StatsRequest, SetStream, Version, InferResult,
-                Ack, Stats, ErrorReport, Samples, DeviceResult, Uncertain]
+Message = Union[VersionRequest, InferRequest, SetThreshold, StatsRequest, SetStream, SensorRequest, Version,
+                InferResult, Ack, Stats, SensorInfo, ErrorReport, Samples, DeviceResult, Uncertain]
 MESSAGES: dict[MsgType, type] = {cls.TYPE: cls for cls in Message.__args__}
 
 
@@ -586,14 +708,62 @@ def _fixed(need: int, p: bytes) -> _Refusal | None:
     return None if len(p) == need else _length(need, len(p))
 
 
+def _printable(p: bytes, start: int, n: int, what: str) -> _Refusal | None:
+    for i in range(start, start + n):
+        if not 0x20 <= p[i] <= 0x7E:
+            return _value(i, what, f"printable ASCII, got {p[i]:#04x}")
+    return None
+
+
+def _check_sensor(p: bytes) -> _Refusal | None:
+    """har_proto.c check_sensor: the fixed part, then the chain of channel records (each cut short
+    asks for the bytes up to its next length field), the total length, then the text."""
+    n = len(p)
+    if n < 10:
+        return _length(10, n, "at least ")
+    if p[6] > SensorSource.RECORDING:
+        return _value(6, "source", f"0..2, got {p[6]}")
+    if p[9] > MAX_SENSOR_CHANNELS:
+        return _value(9, "n_channels", f"at most {MAX_SENSOR_CHANNELS}, got {p[9]}")
+    o = 10
+    for i in range(p[9]):
+        if n < o + 5:
+            return _length(o + 5, n, f"at least (channel {i}: scale, name_len) ")
+        if struct.unpack_from("<I", p, o)[0] & _FLOAT_EXPONENT == _FLOAT_EXPONENT:
+            return _value(o, f"channel {i} scale", "a finite float32")
+        if p[o + 4] > MAX_SENSOR_NAME:
+            return _value(o + 4, f"channel {i} name_len", f"at most {MAX_SENSOR_NAME}, got {p[o + 4]}")
+        o += 5 + p[o + 4]
+        if n < o + 1:
+            return _length(o + 1, n, f"at least (channel {i}: name, unit_len) ")
+        if p[o] > MAX_SENSOR_UNIT:
+            return _value(o, f"channel {i} unit_len", f"at most {MAX_SENSOR_UNIT}, got {p[o]}")
+        o += 1 + p[o]
+    if n != o:
+        return _length(o, n, f"{p[9]} channel records: ")
+    o = 10
+    for i in range(p[9]):
+        o += 4
+        if bad := _printable(p, o + 1, p[o], f"channel {i} name"):
+            return bad
+        o += 1 + p[o]
+        if bad := _printable(p, o + 1, p[o], f"channel {i} unit"):
+            return bad
+        o += 1 + p[o]
+    return None
+
+
 def _check_layout(t: MsgType, p: bytes) -> _Refusal | None:
     """firmware/protocol/har_proto.c check_layout, step for step (same order, same details):
     the fixed part's length, its fields, the total length, the variable part's fields."""
     n = len(p)
-    if t in (MsgType.VERSION_REQ, MsgType.SET_THRESHOLD, MsgType.ACK, MsgType.ERROR):
-        return _fixed({MsgType.VERSION_REQ: 0, MsgType.SET_THRESHOLD: 8, MsgType.ACK: 11, MsgType.ERROR: 8}[t], p)
+    if t in (MsgType.VERSION_REQ, MsgType.SENSOR_REQ, MsgType.SET_THRESHOLD, MsgType.ACK, MsgType.ERROR):
+        return _fixed({MsgType.VERSION_REQ: 0, MsgType.SENSOR_REQ: 0, MsgType.SET_THRESHOLD: 8, MsgType.ACK: 11,
+                       MsgType.ERROR: 8}[t], p)
+    if t == MsgType.SENSOR:
+        return _check_sensor(p)
     if t in (MsgType.STATS_REQ, MsgType.SET_STREAM):
-        allowed = 1 if t == MsgType.STATS_REQ else 7
+        allowed = 1 if t == MsgType.STATS_REQ else STREAM_FLAGS
         return _fixed(1, p) or (_value(0, "flags", f"bits of {allowed:#x}, got {p[0]:#x}") if p[0] & ~allowed else None)
     if t == MsgType.INFER_REQ:
         h = InferRequest.HEADER
@@ -613,10 +783,7 @@ def _check_layout(t: MsgType, p: bytes) -> _Refusal | None:
         need = 31 + 2 * p[19] + p[30]
         if n != need:
             return _length(need, n, f"31 + 2·n_widths ({p[19]}) + board_len ({p[30]}) = ")
-        for i in range(31 + 2 * p[19], n):
-            if not 0x20 <= p[i] <= 0x7E:
-                return _value(i, "board", f"printable ASCII, got {p[i]:#04x}")
-        return None
+        return _printable(p, 31 + 2 * p[19], p[30], "board")
     if t == MsgType.STATS:
         if n < 3:
             return _length(3, n, "at least ")

@@ -8,7 +8,9 @@ escalates, a threshold above every margin always does. Cost per window = MACs(sm
 [escalated]·MACs(full): the narrow run is never wasted work to hide.
 
 `process()` is the pure per-batch step (the inference stage of the pipeline wraps it);
-`sweep()` re-uses one pass of both widths to score every threshold of a grid.
+`run_width()` runs one width alone (the host's half of the device-tier cascade: the full width on
+the windows the device was unsure of); `sweep()` re-uses one pass of both widths to score every
+threshold of a grid.
 
 For reporting, the margin is also given on softmax probabilities (`prob_margin`: top-1 − top-2
 of softmax(logits / logit_scale), in [0, 1], Daghero et al.'s scale). The decision stays on the
@@ -88,6 +90,16 @@ class Cascade:
             raise ValueError(f"margin must be 'logit' or 'prob', got {margin!r}")
         self.margin = margin
         self.threshold = int(threshold) if margin == "logit" else float(threshold)
+
+    def run_width(self, x_int8: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(classes int64 [N], margins int64 [N], logits int32 [N, K]) of one width alone on int8
+        windows [N, C, L] — e.g. the full width on the windows a device-tier cascade was unsure of
+        (its narrow width ran on the device). The same engine call as `process` makes, so the same
+        bits."""
+        x = x_int8 if x_int8.ndim == 3 else x_int8[None]
+        logits = self.engine.run(x, width)
+        classes, margins = ops.argmax_margin(logits)
+        return classes.astype(np.int64), margins.astype(np.int64), logits
 
     def process(self, x_int8: np.ndarray) -> CascadeOutput:
         x = x_int8 if x_int8.ndim == 3 else x_int8[None]

@@ -114,6 +114,7 @@ def _declare(lib: C.CDLL) -> C.CDLL:
         "fc_int8": (None, [p, sz, p, sz, sz, p]),
         "requantize_logits": (None, [p, sz, p, p, p, p]),
         "argmax_margin": (sz, [p, sz, C.POINTER(i64)]),
+        "quantize_raw_i16": (None, [p, sz, sz, p, p, p, p, sz]),
         "har_net_scratch_size": (C.c_int, [C.POINTER(HarNet), C.POINTER(sz), C.POINTER(sz)]),
         "har_net_run": (C.c_int, [C.POINTER(HarNet), u32, p, C.POINTER(HarScratch), p]),
         "har_net_run_batch": (C.c_int, [C.POINTER(HarNet), u32, p, sz, C.POINTER(HarScratch), p]),
@@ -475,3 +476,18 @@ def argmax_margin(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cls[i] = lib.argmax_margin(_ptr(flat[i]), flat.shape[1], C.byref(mg))
         margin[i] = mg.value
     return cls.reshape(z.shape[:-1]), margin.reshape(z.shape[:-1])
+
+
+def quantize_raw_i16(raw: np.ndarray, m, shift, bias) -> np.ndarray:
+    """Same call as `ops.quantize_raw_i16`: int16 [B, n, C] (or [n, C]) → int8 [B, C, n] (or [C, n]);
+    the C kernel runs once per batch item, writing each channel-major row with stride n."""
+    lib = load_library()
+    raw = _arr(raw, np.int16)
+    single = raw.ndim == 2
+    batch = raw[None] if single else raw
+    b, n, c = batch.shape
+    m, s, bi = _tables(c, m, shift, bias)
+    out = np.empty((b, c, n), np.int8)
+    for i in range(b):
+        lib.quantize_raw_i16(_ptr(batch[i]), n, c, _ptr(m), _ptr(s), _ptr(bi), _ptr(out[i]), n)
+    return out[0] if single else out

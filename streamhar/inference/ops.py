@@ -65,6 +65,29 @@ def quantize_input(x: np.ndarray, step: float) -> np.ndarray:
     return np.clip(q, -128, 127).astype(np.int8)
 
 
+def quantize_raw_i16(raw: np.ndarray, m: np.ndarray, shift: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """The device-tier input stage: raw int16 sensor samples [..., n, C] (time-major, as a sensor
+    delivers them) → int8 input codes [..., C, n] (channel-major, as the network reads them).
+
+        code[c, t] = clamp((m[c] · raw[t, c] + bias[c] + 2^(shift[c]−1)) >> shift[c], −128, 127)
+
+    The requantization rule (round half up): `streamhar/firmware/sensor.py` folds the sensor's
+    scale, the bundle's mean and std and the input step into m (int32), shift (1..62) and bias
+    (int64, |bias| < 2^62), so no floating point runs on the device. It approximates
+    `IntegerEngine.quantize(raw · scale)` (half-even rounding of float32 arithmetic there) to
+    within one code.
+    """
+    raw = np.asarray(raw)
+    if raw.dtype != np.int16 or raw.ndim < 1:
+        raise ValueError(f"quantize_raw_i16: expected int16 samples [..., n, C], got {raw.dtype} {list(raw.shape)}")
+    sh = np.asarray(shift, np.int64)
+    b = np.asarray(bias, np.int64)
+    if (sh < 1).any() or (sh > 62).any() or (np.abs(b) >= 2 ** 62).any():
+        raise ValueError("quantize_raw_i16: every shift must be in 1..62 and every |bias| below 2^62")
+    v = np.asarray(m, np.int64) * raw.astype(np.int64) + b + (np.int64(1) << (sh - 1))
+    return np.swapaxes(np.clip(v >> sh, -128, 127).astype(np.int8), -1, -2)
+
+
 def conv1d_ternary(x: np.ndarray, codes: np.ndarray, padding: int) -> np.ndarray:
     """1D convolution (cross-correlation, like torch) of int codes with ternary/int8 weight codes.
 

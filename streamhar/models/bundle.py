@@ -87,6 +87,12 @@ def update_meta(name: str | Path, changes: dict) -> Path:
     return path
 
 
+def bundled_names() -> list[str]:
+    """The models shipped in the package (`bundled:NAME`)."""
+    folder = Path(str(resources.files("streamhar.models") / "bundled"))
+    return sorted(p.stem for p in folder.glob("*.safetensors"))
+
+
 def resolve_bundle_path(name: str) -> Path:
     """A file path, or `bundled:NAME` for a bundle shipped in the package."""
     if name.startswith("bundled:"):

@@ -60,12 +60,40 @@ def check_replay_ready(spec: str, bundle: str, data_dir: str | None) -> None:
         raise UsageError(f"{spec} cannot run: missing " + "; and ".join(missing))
 
 
-def resolve_bundle(spec: str, bundle: str) -> str:
+def placement_of(spec: str) -> str | None:
+    """The body placement a live source's spec names (`…?at=hip`), None without one."""
+    from urllib.parse import parse_qs
+
+    query = spec.split("?", 1)[1] if "?" in spec else ""
+    return (parse_qs(query).get("at") or [None])[-1]
+
+
+def bundle_for_placements(placements: set[str]) -> str | None:
+    """The bundled model whose sensor placements (its channel names' first part: `hip` for
+    USC-HAD; `T`, `RA`, `LA`, `RL`, `LL` for DSADS) are all among `placements`; of several, the
+    one using the most."""
+    from streamhar.models.bundle import bundled_names
+
+    best, used = None, 0
+    for name in bundled_names():
+        have = {c.split(".", 1)[0] for c in bundle_meta(f"bundled:{name}").get("channels", [])}
+        if have and have <= placements and len(have) > used:
+            best, used = f"bundled:{name}", len(have)
+    return best
+
+
+def resolve_bundle(spec: str, bundle: str, all_specs: list[str] | None = None) -> str:
     if bundle != "auto":
         resolve_bundle_path(bundle)          # a clear error now, not in a child process
         return bundle
     if not spec.startswith("replay:"):
-        raise UsageError(f"source {spec!r}: name the model with --bundle (auto works for replays)")
+        placements = {p for p in map(placement_of, all_specs or [spec]) if p}
+        found = bundle_for_placements(placements)
+        if found is None:
+            raise UsageError(f"source {spec!r}: name the model with --bundle, or say where each sensor is "
+                             f"worn with ?at= (hip → bundled:usc-had; T, RA, LA, RL, LL → bundled:dsads); "
+                             f"placements given: {sorted(placements) or 'none'}")
+        return found
     dataset = spec.split(":")[1]
     found = bundled_for(dataset)
     if found is None:

@@ -6,6 +6,11 @@ The pure steps live with their data: `sources/` (chunks), `windowing/stage.py` (
 `inference/stage.py` (InferStage), `sinks/` (metrics, view, JSON lines). Here only the edges:
 sockets, flow control (pipeline/flow.py), end of stream and status reports.
 
+Device-tier sources (serial `stream=cascade|both`, pipeline/device_tier.py): the source also
+sends its device's windows ("device" messages), the window stage passes them through numbered
+(`DevicePassThrough`) instead of windowing that source's samples, and the inference stage answers
+only the uncertain ones, with the full width; `threshold` commands reach the device.
+
 End of stream: a source sends an "end" message whose seq is how many chunks it sent; the window
 stage, once every source has ended, flushes and sends "end" with the number of window messages;
 an inference worker forwards it; the sink finishes when it holds every window message before that
@@ -57,69 +62,122 @@ def _concat(batches: list):
 
 
 def run_source(r: StageRunner, index: int) -> dict:
+    from streamhar.pipeline.device_tier import DeviceWindowSender, is_device_tier, stored_threshold, with_threshold
+    from streamhar.sources.chunk import Chunk
     from streamhar.sources.open import inject_faults, late_start, open_source
     from streamhar.sources.pacing import Pacer
 
     cfg, sc = r.cfg, r.cfg.sources[index]
+    device = is_device_tier(sc.spec)       # its device runs the narrow width: it sends windows too
+    default = stored_threshold(cfg.bundle) if device else None
+    if device:
+        sc = with_threshold(sc, cfg.threshold, default if default is not None else -1)
     src = open_source(sc, cfg.speed, cfg.loop, cfg.data_dir)
+    live = getattr(src, "live", False)   # a device paces itself: no pacer, and it must be closed
+    sender = DeviceWindowSender(src, default) if device else None
+    if sender is not None:
+        r.on("threshold", lambda cmd: sender.set_threshold(cmd["value"]))
     names, units = [c.name for c in src.channels], [c.unit for c in src.channels]
     out = Outlet(data_socket(r.ctx, zmq.PUSH, cfg.endpoints.chunks, False, cfg.hwm, cfg.mode), cfg.mode,
                  lambda: r.stopping)
     stats = {"stream": src.stream, "samples": 0, "chunks": 0, "stream_s": 0.0, "first_sent": None,
              "last_sent": None, "rate": src.rate, "channels": len(names)}
-    r.report({**stats, **out.stats()}, state="ready", force=True)
+
+    def report() -> dict:
+        counters = src.counters() if live else {}
+        extra = sender.stats(counters) if sender is not None else {}
+        return {**stats, **out.stats(), **counters, **extra}
+
+    r.report(report(), state="ready", force=True)
     r.wait_for_start()
     if sc.delay > 0:
         time.sleep(sc.delay)
-    pacer = Pacer(cfg.speed)
+    pacer = Pacer(None if live else cfg.speed)
     t_first = None
     started = time.monotonic()
     seq = 0
-    for chunk in inject_faults(late_start(src.chunks(), sc.start), sc.drop, sc.nan):
-        if r.stopping or (cfg.duration and time.monotonic() - started >= cfg.duration):
-            break
-        pacer.wait_until(float(chunk.timestamps[-1]))
-        now = time.monotonic()
-        if out.send(m.encode_chunk(chunk, names, units, src.rate, sent=now)):
-            stats["samples"] += len(chunk)
-        stats["chunks"] += 1
-        seq = chunk.seq + 1
-        t_first = float(chunk.timestamps[0]) if t_first is None else t_first
-        stats["stream_s"] = float(chunk.timestamps[-1]) - t_first + 1.0 / src.rate
+
+    def stop() -> bool:
+        # control commands run here, between the source's reads: a device threshold is set
+        # from the thread that reads the device (SerialSource.set_threshold)
+        r.poll_control()
+        return r.stopping or bool(cfg.duration and time.monotonic() - started >= cfg.duration)
+
+    def sent(now: float) -> None:
         stats["first_sent"] = stats["first_sent"] or now
         stats["last_sent"] = now
-        r.poll_control()
-        r.report(lambda: {**stats, **out.stats()})
-    out.send(m.encode_end("samples", src.stream, seq, samples=stats["samples"]))
+        r.report(report)
+
+    try:
+        if sender is not None:
+            items = src.events(stop)            # chunks (stream=both) and device windows, as they arrive
+        else:
+            items = inject_faults(late_start(src.chunks(stop) if live else src.chunks(), sc.start), sc.drop, sc.nan)
+        for item in items:
+            if stop():
+                break
+            if not isinstance(item, Chunk):                 # a DeviceWindow (device-tier sources only)
+                now = time.monotonic()
+                out.send(sender.frames(item, now))          # a drop shows as a gap in its seq
+                stats["stream_s"] = max(stats["stream_s"], sender.stream_s)
+                sent(now)
+                continue
+            chunk = item
+            pacer.wait_until(float(chunk.timestamps[-1]))
+            now = time.monotonic()
+            if out.send(m.encode_chunk(chunk, names, units, src.rate, sent=now)):
+                stats["samples"] += len(chunk)
+            stats["chunks"] += 1
+            seq = chunk.seq + 1
+            t_first = float(chunk.timestamps[0]) if t_first is None else t_first
+            stats["stream_s"] = float(chunk.timestamps[-1]) - t_first + 1.0 / src.rate
+            sent(now)
+    finally:
+        if live:
+            src.close()
+    device_end = {} if sender is None else {"device_seq": sender.seq, "device_windows": sender.windows}
+    out.send(m.encode_end("samples", src.stream, seq, samples=stats["samples"], **device_end))
     stats["max_lag_ms"] = round(pacer.max_lag * 1e3, 3)
-    return {**stats, **out.stats()}
+    return report()
 
 
 def run_window(r: StageRunner) -> dict:
     from streamhar.models.bundle import load_bundle
-    from streamhar.windowing.stage import SourceInfo, WindowStage
+    from streamhar.pipeline.device_tier import device_sources
+    from streamhar.windowing.stage import DevicePassThrough, SourceInfo, WindowStage
 
     cfg = r.cfg
     bundle = load_bundle(cfg.bundle)
     inlet = Inlet(r.ctx, zmq.PULL, cfg.endpoints.chunks, True, cfg.mode, cfg.hwm, cfg.queue)
     out = Outlet(data_socket(r.ctx, zmq.PUSH, cfg.endpoints.windows, True, cfg.hwm, cfg.mode), cfg.mode,
                  lambda: r.stopping)
-    expected = [s.name for s in cfg.sources]
+    names = [s.name for s in cfg.sources]
+    # Per source: windows from its samples (here), or from its device (passed through), never both.
+    devices = device_sources(cfg)
+    expected = [n for n in names if n not in devices]
+    passthrough = DevicePassThrough(len(bundle.meta["channels"]), int(bundle.meta["window"]), devices)
     book, tracker = m.ChannelBook(), m.SequenceTracker()
     infos: dict[str, SourceInfo] = {}
     ids: dict[str, str] = {}            # each source's channels_id, checked on every chunk
     held: list[m.Message] = []          # chunks of sources that spoke before every source announced itself
     stage: WindowStage | None = None
+    device_next: dict[str, int] = {}    # per device source: windows sent before its next message
     ended: set[str] = set()
     seq = 0
 
     def stats() -> dict:
         s = {"windows_sent": seq, "input": inlet.stats(), "output": out.stats(), "held": len(held),
              "sequence": tracker.totals()}
+        windows, dropped = passthrough.windows_out, passthrough.windows_lost
         if stage is not None:
             st = stage.stats
-            s.update(windows=st.windows_out, windows_dropped=st.windows_dropped,
-                     sources={k: vars(v) for k, v in st.sources.items()})
+            windows += st.windows_out
+            dropped += st.windows_dropped
+            s["sources"] = {k: vars(v) for k, v in st.sources.items()}
+        if devices:
+            s["device_sources"] = {k: vars(v) for k, v in passthrough.sources.items()}
+        if stage is not None or devices:
+            s.update(windows=windows, windows_dropped=dropped)
         return s
 
     outbox: list = []       # (WindowBatch, src_sent) not sent yet
@@ -139,20 +197,47 @@ def run_window(r: StageRunner) -> dict:
             seq += 1
         outbox.clear()
 
+    def pass_device(msg: m.Message) -> None:
+        """A device's windows: numbered and sent on at once (one message in, one out)."""
+        nonlocal seq
+        tracker.observe(msg)
+        batch = m.decode_device(msg)
+        before = int(msg.header.get("count_before", device_next.get(msg.stream, 0)))
+        dropped = max(0, before - device_next.get(msg.stream, 0))      # in messages dropped on the way
+        passthrough.process(batch, msg.stream, dropped, f"device message of stream {msg.stream!r}, seq {msg.seq}")
+        device_next[msg.stream] = before + len(batch)
+        sent = np.full(len(batch), msg.header.get("sent", time.monotonic()))
+        fields = {k: msg.header[k] for k in ("device_threshold", "model_id") if k in msg.header}
+        out.send(m.encode_device_windows(batch, seq, sent, source=msg.stream, **fields))
+        seq += 1
+
     for msg in r.messages(inlet, stats):
-        if msg.stream not in expected:
+        if msg.stream not in names:
             raise m.MessageError(f"{msg.kind} message from stream {msg.stream!r}, seq {msg.seq}: not a source of "
-                                 f"this pipeline ({', '.join(expected)})")
+                                 f"this pipeline ({', '.join(names)})")
         if msg.kind == "end":
             tracker.finish("samples", msg.stream, msg.seq)
+            if "device_seq" in msg.header:
+                tracker.finish("device", msg.stream, int(msg.header["device_seq"]))
             ended.add(msg.stream)
-            if ended == set(expected):
+            if ended == set(names):
                 break
             continue
+        if msg.stream in devices:
+            if msg.kind == "device":
+                send_outbox()                   # nothing is held here; keeps the order if ever mixed
+                pass_device(msg)
+            else:                               # stream=both: its samples are counted, not windowed
+                tracker.observe(msg)
+                passthrough.ignore_samples(msg.stream, len(msg.arrays.get("timestamps", ())))
+            continue
+        if msg.kind != "samples":
+            raise m.MessageError(f"{msg.kind} message from stream {msg.stream!r}, seq {msg.seq}: a source the "
+                                 "host windows sends samples (device windows come from stream=cascade|both sources)")
         if msg.stream not in infos:
-            names, units = book.learn(msg)
-            infos[msg.stream] = SourceInfo(msg.stream, tuple(names), tuple(units), float(msg.header["rate"]))
-            ids[msg.stream] = m.channels_id(names, units)
+            names_, units = book.learn(msg)
+            infos[msg.stream] = SourceInfo(msg.stream, tuple(names_), tuple(units), float(msg.header["rate"]))
+            ids[msg.stream] = m.channels_id(names_, units)
         elif msg.header.get("channels_id") != ids[msg.stream]:
             raise m.MessageError(f"samples message of stream {msg.stream!r}, seq {msg.seq}: its channels changed "
                                  f"(channels_id {msg.header.get('channels_id')!r}); a source keeps its channels")
@@ -175,7 +260,8 @@ def run_window(r: StageRunner) -> dict:
     if stage is not None:
         stage.flush()
     send_outbox()
-    out.send(m.encode_end("windows", "windows", seq, windows=int(stage.stats.windows_out) if stage else 0))
+    made = (int(stage.stats.windows_out) if stage else 0) + passthrough.windows_out
+    out.send(m.encode_end("windows", "windows", seq, windows=made))
     inlet.close()
     return stats()
 
@@ -203,14 +289,18 @@ def run_infer(r: StageRunner, worker: int) -> dict:
             out.send(m.encode_end("predictions", "predictions", msg.seq, windows=msg.header.get("windows", 0)))
             continue
         t0 = time.monotonic()
-        pred = stage.process(m.decode_windows(msg))
+        device = msg.header.get("tier") == "device"
+        pred = stage.process(m.decode_windows(msg), msg.header.get("model_id") if device else None)
         now = time.monotonic()
         busy += now - t0
         latency = now - msg.arrays["src_sent"]
+        # The threshold that decided: the device's for device-tier windows, else this worker's.
+        threshold = (stage.describe_device_threshold(msg.header.get("device_threshold")) if device
+                     else stage.describe_threshold())
         # Class names on every message (a few hundred bytes per up to 64 windows): a sink that
         # (re)starts while workers run must not depend on a worker's first message.
         out.send(m.encode_predictions(pred, msg.seq, latency, stage.class_names, worker=worker,
-                                      threshold=stage.describe_threshold()))
+                                      threshold=threshold))
     inlet.close()
     # A worker runs until told to stop; what it could not deliver by then (its sink gone) is
     # given up after 2 s instead of blocking the exit for ever.

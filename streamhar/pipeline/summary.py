@@ -7,7 +7,7 @@ prediction.
 """
 from __future__ import annotations
 
-from streamhar.pipeline.supervisor import stage_drops
+from streamhar.pipeline.supervisor import device_radio, stage_drops
 
 
 def build_summary(sup, wall_s: float) -> dict:
@@ -42,12 +42,29 @@ def build_summary(sup, wall_s: float) -> dict:
                                                  "macs_per_window", "labelled") if k in result},
         "per_class": result.get("per_class"),
         "threshold": sink.get("threshold"),
+        "device_tier": _device_tier(src, result.get("device")),
         "interrupted": bool(sup.interrupts),
         "failure": sup.failure,
         "control_events": sup.events,
         "stages": stages,
     }
     return out
+
+
+def _device_tier(sources: list[dict], device: dict | None) -> dict | None:
+    """The device-tier cascade's part: windows committed on the device vs escalated to the host
+    (as the sink received them), the devices' thresholds in force at the end, their MACs, and the
+    radio bytes against the SAMPLES stream they replaced."""
+    dev = [s for s in sources if "device_windows" in s]
+    if not dev:
+        return None
+    d = device or {}
+    return {"windows": d.get("windows", 0), "committed": d.get("committed", 0), "escalated": d.get("escalated", 0),
+            "escalation_rate": d.get("escalation_rate"), "device_macs_per_window": d.get("device_macs_per_window"),
+            "thresholds": {s["stream"]: s.get("device_threshold") for s in dev},
+            "default_threshold": dev[0].get("device_threshold_default"),
+            "windows_lost_on_link": sum(int(s.get("windows_lost", 0)) for s in dev),
+            "radio": device_radio(dev)}
 
 
 def format_summary(s: dict) -> str:
@@ -73,11 +90,27 @@ def format_summary(s: dict) -> str:
         lines.append(f"  accuracy {mt['accuracy']:.4f}, macro-F1 {mt['macro_f1']:.4f} over {mt['labelled']:,} "
                      f"labelled windows; escalated {mt['escalation_rate'] * 100:.1f} %, "
                      f"{mt['macs_per_window']:,.0f} MACs/window")
+    dt = s.get("device_tier")
+    if dt:
+        thresholds = ", ".join(f"{v}" for v in dt["thresholds"].values())
+        lines.append(f"  device tier: {dt['committed']:,} windows committed on the device, {dt['escalated']:,} "
+                     f"escalated to the host's full width; device threshold {thresholds} "
+                     f"(model default {dt['default_threshold']}); MACs/window: "
+                     f"{s['metrics'].get('macs_per_window') or 0:,.0f} on the host, "
+                     f"{dt['device_macs_per_window'] or 0:,.0f} on the device")
+        r = dt["radio"]
+        if r and r["samples_stream_bytes"]:
+            word = "saved" if r["saved_bytes"] >= 0 else "cost"
+            lines.append(f"  radio: {r['bytes']:,} bytes received vs ≈{r['samples_stream_bytes']:,} for the "
+                         f"{r['samples_covered']:,} samples as SAMPLES: {word} {abs(r['saved_bytes']):,} bytes "
+                         f"({abs(r['saved_fraction']) * 100:.1f} %)")
     lines.append(f"  dropped {s['dropped']:,}, sequence gaps {s['gaps']:,}, windows lost to data gaps "
                  f"{s['windows_lost']:,}")
     for name, st in s["stages"].items():
         counts = st["stats"]
-        what = {"source": lambda c: f"{c.get('samples', 0):,} samples in {c.get('chunks', 0):,} chunks",
+        what = {"source": lambda c: f"{c.get('samples', 0):,} samples in {c.get('chunks', 0):,} chunks"
+                                    + (f", {c['device_windows']:,} device windows ({c.get('device_uncertain', 0):,} "
+                                       f"uncertain)" if "device_windows" in c else ""),
                 "window": lambda c: f"{c.get('windows', 0):,} windows",
                 "infer": lambda c: f"{c.get('windows', 0):,} windows, {c.get('escalated', 0):,} escalated, "
                                    f"engine {c.get('engine', '?')}",

@@ -45,8 +45,10 @@ class PipelineFailed(StreamharError):
 
 class Supervisor:
     def __init__(self, cfg: PipelineConfig, title: str = ""):
+        from streamhar.pipeline.device_tier import device_sources
         self.cfg = cfg
         self.title = title
+        self.devices = device_sources(cfg)      # device-tier sources (a UsageError now, not in a child)
         self.dir = Path(tempfile.mkdtemp(prefix="streamhar-run-"))
         ep = cfg.endpoints
         for key in ("chunks", "windows", "predictions", "control", "status", "ctl"):
@@ -131,13 +133,17 @@ class Supervisor:
             self._handle_ctl()
 
     def _handle_ctl(self) -> None:
-        from streamhar.inference.stage import parse_threshold
+        from streamhar.pipeline.threshold import device_threshold, parse_threshold
         try:
             req = json.loads(self.ctl.recv())
             if req.get("cmd") == "threshold":
                 kind, value = parse_threshold(req["value"], 0)       # validate before broadcasting
+                if self.devices:     # the devices decide the split: refuse what they cannot take
+                    device_threshold(req["value"], 0, f"the device of {self.devices[0]}")
+                # infer workers and device-tier sources (SET_THRESHOLD to their device) both listen
                 self.control.send(json.dumps({"cmd": "threshold", "value": str(req["value"])}).encode())
-                reply = {"ok": True, "threshold": str(req["value"]), "kind": kind, "workers": self.cfg.workers}
+                reply = {"ok": True, "threshold": str(req["value"]), "kind": kind, "workers": self.cfg.workers,
+                         "devices": len(self.devices)}
             elif req.get("cmd") == "status":
                 reply = {"ok": True, "stages": {n: r.get("state") for n, r in self.reports.items()},
                          "snapshot": self.snapshot()}
@@ -177,6 +183,9 @@ class Supervisor:
         snap["title"] = self.title
         snap["threshold"] = _threshold_text(sink.get("threshold"))
         snap["stages"] = {n: stage_drops(n, r.get("stats", {})) for n, r in sorted(self.reports.items())}
+        radio = device_radio([r.get("stats", {}) for n, r in self.reports.items() if n.startswith("source")])
+        if radio:
+            snap["radio"] = radio
         return snap
 
     def close(self) -> None:
@@ -197,9 +206,23 @@ def stage_drops(name: str, s: dict) -> dict:
     return out
 
 
+def device_radio(sources: list[dict]) -> dict | None:
+    """The device-tier sources' radio bytes, summed: received vs the SAMPLES stream they replaced."""
+    radios = [s["radio"] for s in sources if s.get("radio")]
+    if not radios:
+        return None
+    out = {k: sum(int(r.get(k) or 0) for r in radios)
+           for k in ("bytes", "samples_covered", "samples_stream_bytes", "saved_bytes")}
+    out["saved_fraction"] = (round(out["saved_bytes"] / out["samples_stream_bytes"], 4)
+                             if out["samples_stream_bytes"] else None)
+    return out
+
+
 def _threshold_text(t: dict | None) -> str:
     if not t:
         return ""
+    if t.get("tier") == "device":
+        return f"device margin≤{t['value']}"
     return f"p≤{t['value']:g}" if t.get("kind") == "prob" else f"margin≤{t['value']}"
 
 

@@ -9,6 +9,12 @@ of whole lines without paying one system call per window. Fields (per window): w
 t_last, class, class_index, label (null when unknown), label_index (−1), margin, prob_margin,
 path ("small" | "escalated"), macs, latency_ms, window_crc (CRC-32 of the int8 window, to compare
 a streamed run against an offline one).
+
+Windows of the device-tier cascade (the device ran the narrow width) have path "device" (the
+device committed it: its class, no host compute) or "escalated" (the host's full width answered
+the device's int8 window), and three more fields: tier ("device"), window_id (the device's window
+number) and device_macs (MACs the device spent; `macs` are the host's). A committed window never
+reached the host: its window_crc is 0.
 """
 from __future__ import annotations
 
@@ -55,13 +61,21 @@ class JsonLinesWriter:
 
         cols = zip(batch.window_seq.tolist(), batch.t_last.tolist(), batch.classes.tolist(),
                    batch.labels.tolist(), batch.margins.tolist(), batch.prob_margins.tolist(),
-                   batch.escalated.tolist(), batch.macs.tolist(), lat_ms.tolist(), batch.window_crc.tolist())
+                   batch.escalated.tolist(), batch.macs.tolist(), lat_ms.tolist(), batch.window_crc.tolist(),
+                   batch.device.tolist(), batch.device_macs.tolist(), batch.window_id.tolist())
+
+        def path(escalated: bool, device: bool) -> str:
+            return "escalated" if escalated else "device" if device else "small"
+
+        def tier(device: bool, dm: int, wid: int) -> str:    # host-tier rows stay as they were
+            return f', "tier": "device", "window_id": {wid}, "device_macs": {dm}' if device else ""
+
         text = "".join(
             f'{{"window": {seq}, "recording": {rec}, "t_last": {num(t)}, "class": {name(c)}, '
             f'"class_index": {c}, "label": {name(y)}, "label_index": {y}, "margin": {m}, '
-            f'"prob_margin": {num(round(p, 6))}, "path": "{"escalated" if e else "small"}", "macs": {k}, '
-            f'"latency_ms": {num(round(ms, 3))}, "window_crc": {crc}}}\n'
-            for seq, t, c, y, m, p, e, k, ms, crc in cols)
+            f'"prob_margin": {num(round(p, 6))}, "path": "{path(e, d)}", "macs": {k}, '
+            f'"latency_ms": {num(round(ms, 3))}, "window_crc": {crc}{tier(d, dm, wid)}}}\n'
+            for seq, t, c, y, m, p, e, k, ms, crc, d, dm, wid in cols)
         try:
             self._f.write(text)
             self._f.flush()

@@ -1,7 +1,8 @@
 """The pipeline's live view: a small panel redrawn in place on a terminal, a plain line in a log.
 
 `draw(snap, now)` takes a `RunningMetrics.snapshot()` plus the keys the pipeline adds ("title",
-"stages": {name: {"dropped", "gaps", …}}, "threshold") and the caller's clock; it throttles
+"stages": {name: {"dropped", "gaps", …}}, "threshold", and for a device-tier cascade "radio": the
+bytes its device sent vs the SAMPLES stream they replaced) and the caller's clock; it throttles
 itself (≈4×/s on a terminal, one line per 5 s otherwise), so the pipeline may call it every batch.
 On a terminal the cursor always rests below the panel: each redraw moves up over the previous one
 and rewrites it line by line, so anything printed before stays, and `close()` leaves the last
@@ -106,12 +107,27 @@ class LiveView:
                f"{DIM}({s['labelled']:,} labelled){RESET}") if s.get("accuracy") is not None \
             else f"{DIM}no ground truth{RESET}"
         stages = self._stages(s, color=True)
+        device = self._device(s)
         return [head, now,
                 f"  escalated {_pct(s['escalation_rate_recent'])} recent · {_pct(s['escalation_rate'])} overall"
                 f"   threshold {s.get('threshold', '–')}",
                 f"  {s['windows_per_s']:,.1f} windows/s   latency p50 {_ms(lat, 'p50')}  p99 {_ms(lat, 'p99')}"
                 f"   {s['windows']:,} windows   {DIM}{s.get('recording') or ''}{RESET}",
-                f"  {acc}"] + (["  " + "   ".join(stages)] if stages else [])
+                f"  {acc}"] + ([f"  {device}"] if device else []) + (["  " + "   ".join(stages)] if stages else [])
+
+    @staticmethod
+    def _device(s: dict) -> str:
+        """The device-tier cascade's split and what it saved on the radio ('' for a host-only run)."""
+        d = s.get("device")
+        if not d:
+            return ""
+        out = f"device tier: {d['committed']:,} committed on the device · {d['escalated']:,} escalated to the host"
+        radio = s.get("radio")
+        if radio and radio.get("samples_stream_bytes"):
+            saved = radio["saved_bytes"]
+            out += (f" · radio {radio['bytes'] / 1e3:,.1f} kB, {'saved' if saved >= 0 else 'cost'} "
+                    f"{abs(saved) / 1e3:,.1f} kB ({abs(radio['saved_fraction']) * 100:.0f} %) vs samples")
+        return out
 
     def line(self, s: dict) -> str:
         """The panel's facts on one plain line, for logs."""
@@ -125,5 +141,7 @@ class LiveView:
                   f"{s['windows_per_s']:.1f} windows/s", f"p50 {_ms(lat, 'p50')} p99 {_ms(lat, 'p99')}"]
         if s.get("accuracy") is not None:
             parts.append(f"accuracy {_pct(s['accuracy'])} macro-F1 {s['macro_f1']:.3f}")
+        if self._device(s):
+            parts.append(self._device(s))
         parts += self._stages(s, color=False)
         return "[streamhar] " + " | ".join(parts)

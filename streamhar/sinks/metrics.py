@@ -28,6 +28,8 @@ class RunningMetrics:
         n = len(self.class_names)
         self.cm = np.zeros((n, n), np.int64)
         self.windows = self.escalated = self.macs = 0
+        # the device-tier cascade: windows whose narrow width ran on a device
+        self.device_windows = self.device_escalated = self.device_macs = 0
         self._lat = np.empty(4096, np.float64)
         self._recent = np.zeros(0, bool)
         self._updates: deque[tuple[float, int]] = deque()   # (wall time, windows) inside the rate window
@@ -55,6 +57,11 @@ class RunningMetrics:
         esc = np.asarray(batch.escalated, bool)
         self.escalated += int(esc.sum())
         self.macs += int(np.asarray(batch.macs, np.int64).sum())
+        dev = np.asarray(batch.device, bool)
+        if dev.any():
+            self.device_windows += int(dev.sum())
+            self.device_escalated += int((dev & esc).sum())
+            self.device_macs += int(np.asarray(batch.device_macs, np.int64).sum())
         self._recent = np.concatenate([self._recent, esc[-RECENT:]])[-RECENT:]
         labels, classes = np.asarray(batch.labels, np.int64), np.asarray(batch.classes, np.int64)
         known = (labels >= 0) & (labels < len(self.class_names))   # −1: no ground truth for the window
@@ -106,7 +113,17 @@ class RunningMetrics:
             "labelled": self.labelled,
             "accuracy": s["accuracy"] if s else None,
             "macro_f1": s["macro_f1"] if s else None,
+            "device": self._device(),
         }
+
+    def _device(self) -> dict | None:
+        """Device-tier windows: committed on the device vs escalated to the host (None: none)."""
+        if not self.device_windows:
+            return None
+        return {"windows": self.device_windows, "committed": self.device_windows - self.device_escalated,
+                "escalated": self.device_escalated,
+                "escalation_rate": self.device_escalated / self.device_windows,
+                "device_macs": self.device_macs, "device_macs_per_window": self.device_macs / self.device_windows}
 
     def summary(self) -> dict:
         out = {
@@ -118,6 +135,8 @@ class RunningMetrics:
             "latency_ms": self._latency_ms((50, 90, 99)),
             "labelled": self.labelled,
         }
+        if self.device_windows:
+            out["device"] = self._device()
         if out["latency_ms"] is not None:
             out["latency_ms"]["mean"] = float(self.latencies_s.mean() * 1e3)
         if self.labelled:

@@ -1,6 +1,7 @@
 """A source from its spec and options: the pipeline's source stage opens sources here.
 
-`open_source(cfg, speed, loop, data_dir)` gives a `ReplaySource` for `replay:NAME[:SELECTOR]`,
+`open_source(cfg, speed, loop, data_dir)` gives a live source for `serial:PORT[?…]` and
+`ble:PROFILE:ADDRESS_OR_NAME[?…]` (streamhar/sources/live.py), or a `ReplaySource` for `replay:NAME[:SELECTOR]`,
 restricted to `cfg.channels` (fnmatch patterns over channel names, e.g. "T.*" for DSADS's torso
 IMU) so one data set can be replayed as several sources. `late_start(chunks, start)` drops the
 first `start` seconds of a chunk stream, keeping timestamps (a source that starts late) and
@@ -25,10 +26,26 @@ from streamhar.sources.chunk import Chunk
 from streamhar.sources.replay import ReplaySource, parse_replay_spec
 
 
-def open_source(cfg, speed: float | None, loop: bool, data_dir) -> ReplaySource:
-    if not cfg.spec.startswith("replay:"):
-        raise UsageError(f"source {cfg.spec!r}: only replay:NAME[:SELECTOR] sources exist in this version "
-                         "(serial: and ble: sources come with the live-sources work)")
+LIVE_KINDS = ("serial", "ble")
+
+
+def is_live(spec: str) -> bool:
+    return spec.split(":", 1)[0] in LIVE_KINDS
+
+
+def open_source(cfg, speed: float | None, loop: bool, data_dir):
+    """A `ReplaySource`, or a live source (`serial:` / `ble:`, streamhar/sources/live.py) already
+    connected, so that its channels and rate are known before the pipeline starts."""
+    kind = cfg.spec.split(":", 1)[0]
+    if kind == "serial":
+        from streamhar.sources.serial_source import SerialSource
+        return SerialSource.from_spec(cfg.spec, stream=cfg.name or cfg.spec)
+    if kind == "ble":
+        from streamhar.sources.ble.source import BleSource
+        return BleSource(cfg.spec, stream=cfg.name or cfg.spec, data_dir=data_dir or None)
+    if kind != "replay":
+        raise UsageError(f"source {cfg.spec!r}: expected replay:NAME[:SELECTOR], serial:PORT[?baud=N] "
+                         "or ble:PROFILE:ADDRESS_OR_NAME")
     from streamhar.datasets import get_dataset
     from streamhar.datasets.paths import resolve_data_dir
 

@@ -6,7 +6,7 @@ A message is a multipart ZeroMQ message:
     frame 1   header    UTF-8 JSON object (below)
     frame 2…  payload   one raw array per entry of header["arrays"], C order, little-endian
 
-Header keys: `v` (SCHEMA_VERSION), `kind` ("samples", "windows", "predictions", "end"),
+Header keys: `v` (SCHEMA_VERSION), `kind` ("samples", "device", "windows", "predictions", "end"),
 `stream`, `seq` (0, 1, 2, … per stream and kind: a receiver counts gaps), `arrays` (a list of
 {"name", "dtype", "shape"}, one per payload frame, in order), and free fields of the kind (e.g.
 `t_first`, `t_last`, `rate`, `recording`, `first_of_recording`). Channel names and units are big
@@ -72,6 +72,8 @@ def _name(a: np.ndarray) -> str:
 def _buffer(a: np.ndarray) -> memoryview:
     if a.dtype.byteorder == ">":
         a = a.astype(a.dtype.newbyteorder("<"))
+    if a.size == 0:                  # e.g. no uncertain window: memoryview cannot cast a zero shape
+        return memoryview(b"")
     return memoryview(np.ascontiguousarray(a)).cast("B")
 
 
@@ -238,6 +240,9 @@ def encode_windows(batch, seq: int, src_sent: np.ndarray, stream: str = "windows
 
 
 def decode_windows(msg: Message):
+    """A WindowBatch, or a DeviceWindowBatch for a windows message with `tier: "device"`."""
+    if msg.header.get("tier") == "device":
+        return _decode_device_batch(msg, "windows", DEVICE_WINDOW_ARRAYS)
     from streamhar.windowing.stage import WindowBatch
     a = _expect(msg, "windows", ("x", "labels", "t_first", "t_last", "window_seq", "src_sent"))
     n = a["labels"].shape[0]
@@ -247,6 +252,59 @@ def decode_windows(msg: Message):
                            f"[N] arrays, got x {list(a['x'].shape)} for {n} labels")
     return WindowBatch(a["x"], a["labels"], a["t_first"], a["t_last"], msg.header.get("recording", ""),
                        a["window_seq"])
+
+
+# ---------------------------------------------------------------------------------- device-tier windows
+# A device that runs the narrow width itself sends its windows' results, and the input of the
+# uncertain ones; the source stage forwards them as "device" messages, the window stage numbers
+# them and sends them on as "windows" messages with `tier: "device"` (docs/MESSAGES.md).
+# Per-window arrays come first: flow control counts a message's items by its first array.
+
+DEVICE_ARRAYS = ("window_id", "t_last", "classes", "margins", "logits", "uncertain", "x")
+DEVICE_WINDOW_ARRAYS = ("window_seq", "labels", "src_sent") + DEVICE_ARRAYS
+
+
+def _device_arrays(batch) -> dict[str, np.ndarray]:
+    return {"window_id": np.asarray(batch.window_id, np.int64), "t_last": np.asarray(batch.t_last, np.float64),
+            "classes": np.asarray(batch.classes, np.int16), "margins": np.asarray(batch.margins, np.int64),
+            "logits": np.asarray(batch.logits, np.int32), "uncertain": np.asarray(batch.uncertain, bool),
+            "x": np.asarray(batch.x, np.int8)}
+
+
+def encode_device(batch, stream: str, seq: int, **fields) -> list:
+    """A DeviceWindowBatch (windowing/stage.py; or anything with its fields: the source stage
+    builds one without importing the window stage) as a "device" message of source `stream`; the
+    source stage adds `sent` (its monotonic send time), `count_before` (windows of this stream in
+    earlier messages, so a receiver tells dropped messages from windows the device link lost) and
+    `device_threshold` (the threshold in force on the device, as the source knows it)."""
+    return encode("device", stream, seq, _device_arrays(batch), recording=batch.recording_id, **fields)
+
+
+def decode_device(msg: Message):
+    """The DeviceWindowBatch of a "device" message (arrays stay views of the received frames)."""
+    return _decode_device_batch(msg, "device", DEVICE_ARRAYS)
+
+
+def encode_device_windows(batch, seq: int, src_sent: np.ndarray, stream: str = "windows", **fields) -> list:
+    """A numbered DeviceWindowBatch as a "windows" message with `tier: "device"`."""
+    arrays = {"window_seq": np.asarray(batch.seq, np.int64), "labels": np.asarray(batch.labels, np.int16),
+              "src_sent": np.asarray(src_sent, np.float64), **_device_arrays(batch)}
+    return encode("windows", stream, seq, arrays, recording=batch.recording_id, tier="device", **fields)
+
+
+def _decode_device_batch(msg: Message, kind: str, names: Sequence[str]):
+    from streamhar.windowing.stage import DeviceWindowBatch, StreamFormatError
+    a = _expect(msg, kind, names)
+    batch = DeviceWindowBatch(a["window_id"], a["t_last"], a["classes"], a["margins"], a["logits"], a["uncertain"],
+                              a["x"], msg.header.get("recording", ""), a.get("window_seq"), a.get("labels"))
+    try:
+        batch.check(f"{kind} message of stream {msg.stream!r}, seq {msg.seq}")
+    except StreamFormatError as e:
+        raise MessageError(str(e)) from None
+    if "src_sent" in a and a["src_sent"].shape != (len(batch),):
+        raise MessageError(f"{kind} message of stream {msg.stream!r}, seq {msg.seq}: expected src_sent "
+                           f"[{len(batch)}], got {list(a['src_sent'].shape)}")
+    return batch
 
 
 def encode_predictions(pred, seq: int, latency: np.ndarray, class_names: Sequence[str] | None = None,
@@ -261,6 +319,8 @@ def encode_predictions(pred, seq: int, latency: np.ndarray, class_names: Sequenc
 
 PREDICTION_ARRAYS = ("window_seq", "t_last", "labels", "classes", "margins", "prob_margins", "escalated",
                      "macs", "window_crc", "latency")
+# Device-tier additions; a message without them (an older sender) decodes as host-tier windows.
+DEVICE_PREDICTION_ARRAYS = ("device", "device_macs", "window_id")
 
 
 def decode_predictions(msg: Message):
@@ -268,11 +328,12 @@ def decode_predictions(msg: Message):
     from streamhar.inference.stage import PredictionBatch
     a = _expect(msg, "predictions", PREDICTION_ARRAYS)
     n = a["classes"].shape[0]
-    bad = [k for k in PREDICTION_ARRAYS if a[k].shape != (n,)]
+    present = [k for k in PREDICTION_ARRAYS + DEVICE_PREDICTION_ARRAYS if k in a]
+    bad = [k for k in present if a[k].shape != (n,)]
     if bad:
         raise MessageError(f"predictions message of stream {msg.stream!r}, seq {msg.seq}: arrays {bad} are not "
                            f"[{n}]")
-    fields = {k: a[k] for k in PREDICTION_ARRAYS if k != "latency"}
+    fields = {k: a[k] for k in present if k != "latency"}
     return PredictionBatch(recording_id=msg.header.get("recording", ""), **fields), a["latency"]
 
 

@@ -12,8 +12,9 @@ A small object with a pure step, in the style of a Timeflux node — no sockets,
 `WindowStage(model, sources, stride=None)`: `model` is a `Bundle` (window, stride, rate, channels,
 units from its meta; `Bundle.normalize`) or a meta dict with optional `mean` / `std`. `sources`
 lists a `SourceInfo(name, channels, units, rate)` per input stream; a chunk's `stream` names its
-source. Each of the model's channels is taken from the first source that has it; a channel no
-source has, a unit that differs, or a source that gives no channel is a `UsageError`.
+source. Each of the model's channels is taken from the first source that has it, converted to
+the model's unit (`units.py`: g ↔ m/s^2, dps ↔ rad/s, …; live sources deliver SI); a channel no
+source has, a unit with no known conversion, or a source that gives no channel is a `UsageError`.
 
 `process(chunk)` returns a list of `WindowBatch` (x float32 [N, C, L] normalized in the model's
 channel order, labels int16 [N], t_first / t_last float64 [N], recording_id, seq int64 [N]); one
@@ -52,6 +53,7 @@ import numpy as np
 
 from streamhar.errors import StreamharError, UsageError
 from streamhar.sources.chunk import Chunk
+from streamhar.windowing import units
 from streamhar.windowing.align import Aligner
 from streamhar.windowing.resample import Resampler
 
@@ -115,9 +117,11 @@ class StageStats:
 class _Input:
     """Per-source stream state: what the next chunk is checked and continued against."""
 
-    def __init__(self, info: SourceInfo, cols: list[int], model_rate: float):
+    def __init__(self, info: SourceInfo, cols: list[int], model_rate: float, scales: list[float]):
         self.info = info
         self.cols = np.asarray(cols, np.int64)
+        # None when every channel is already in the model's unit (replays): no multiply at all
+        self.scale = None if all(f == 1.0 for f in scales) else np.asarray(scales, np.float32)
         self.period = 1.0 / info.rate
         same_rate = abs(info.rate - model_rate) <= 1e-9 * model_rate
         self.resampler = None if same_rate else Resampler(info.rate, model_rate)
@@ -155,6 +159,7 @@ class WindowStage:
         # Channel mapping: each model channel from the first source that has it.
         cols: list[list[int]] = [[] for _ in sources]
         rows: list[list[int]] = [[] for _ in sources]
+        scales: list[list[float]] = [[] for _ in sources]
         for row, (name, unit) in enumerate(zip(meta["channels"], meta["units"])):
             owner = next((i for i, s in enumerate(sources) if name in s.channels), None)
             if owner is None:
@@ -165,10 +170,12 @@ class WindowStage:
             i = src.channels.index(name)
             if len(src.units) != len(src.channels):
                 raise UsageError(f"source {src.name!r}: {len(src.units)} units for {len(src.channels)} channels")
-            if src.units[i] != unit:
+            f = units.factor(src.units[i], unit)
+            if f is None:
                 raise UsageError(f"source {src.name!r}: channel {name!r} is in {src.units[i]!r}, "
-                                 f"model {where} expects {unit!r}")
+                                 f"model {where} expects {unit!r} (no known conversion)")
             cols[owner].append(i)
+            scales[owner].append(f)
             rows[owner].append(row)
         for s, c in zip(sources, cols):
             if not c:
@@ -178,7 +185,7 @@ class WindowStage:
 
         self.sources = list(sources)
         self._index = {s.name: i for i, s in enumerate(sources)}
-        self._inputs = [_Input(s, c, self.rate) for s, c in zip(sources, cols)]
+        self._inputs = [_Input(s, c, self.rate, f) for s, c, f in zip(sources, cols, scales)]
         self._fill = [self.mean[np.asarray(r)] for r in rows]   # NaN before any valid value
         self.stats = StageStats(sources={s.name: SourceStats() for s in sources})
         self._src_stats = [self.stats.sources[s.name] for s in sources]
@@ -261,7 +268,10 @@ class WindowStage:
         if len(inner):
             st.gaps += len(inner)
             st.samples_lost += int(sum(max(0, round((t[i] - t[i - 1]) * rate) - 1) for i in inner))
-        x = self._repair(s, chunk.samples[:, inp.cols].astype(np.float32, copy=False))
+        x = chunk.samples[:, inp.cols].astype(np.float32, copy=False)
+        if inp.scale is not None:
+            x = x * inp.scale
+        x = self._repair(s, x)
         y = np.asarray(chunk.labels, np.int16)
         bounds = [0, *inner.tolist(), n]
         for i in range(len(bounds) - 1):
@@ -320,3 +330,134 @@ class WindowStage:
                                    recording_id, seq))
         self.stats.windows_dropped = self._aligner.windows_dropped
         return out
+
+
+# ---------------------------------------------------------------------------------- device-tier windows
+# A device that runs the narrow width itself (serial `stream=cascade|both`, docs/PROTOCOL.md
+# DEVICE_RESULT / UNCERTAIN) cuts its windows from its own sensor: the window stage only numbers,
+# checks and counts them. Their int8 input is the device's own (`ops.quantize_raw_i16`), so the
+# host must not window, normalize or quantize anything of such a source again.
+
+@dataclass
+class DeviceWindowBatch:
+    """Windows a device ran its narrow width on. Committed ones carry the device's result only;
+    uncertain ones (margin ≤ the device's threshold) also their int8 input for the host's full width."""
+    window_id: np.ndarray     # int64 [N] the device's running window number
+    t_last: np.ndarray        # float64 [N] host time of each window's last sample
+    classes: np.ndarray       # int16 [N] the narrow width's class
+    margins: np.ndarray       # int64 [N] its integer margin (1/logit_scale)
+    logits: np.ndarray        # int32 [N, K] its logits
+    uncertain: np.ndarray     # bool [N] not committed on the device: the host's full width answers
+    x: np.ndarray             # int8 [M, C, L] the uncertain windows' input, in order (M = uncertain.sum())
+    recording_id: str
+    seq: np.ndarray | None = None      # int64 [N] the window stage's running window number
+    labels: np.ndarray | None = None   # int16 [N] ground truth; a device has none (−1)
+
+    def __post_init__(self) -> None:
+        n = len(self.window_id)
+        if self.seq is None:
+            self.seq = np.full(n, -1, np.int64)
+        if self.labels is None:
+            self.labels = np.full(n, -1, np.int16)
+
+    def __len__(self) -> int:
+        return len(self.window_id)
+
+    def check(self, where: str, channels: int | None = None, length: int | None = None) -> None:
+        """Raises StreamFormatError naming `where` unless the arrays fit together (and the model)."""
+        n = len(self.window_id)
+        flat = {k: getattr(self, k) for k in ("window_id", "t_last", "classes", "margins", "uncertain", "seq",
+                                              "labels")}
+        bad = [f"{k} {list(v.shape)}" for k, v in flat.items() if v.shape != (n,)]
+        if bad:
+            raise StreamFormatError(f"{where}: expected [{n}] per-window arrays, got {', '.join(bad)}")
+        if self.logits.ndim != 2 or self.logits.shape[0] != n or self.logits.shape[1] < 1:
+            raise StreamFormatError(f"{where}: expected logits [{n}, K], got {list(self.logits.shape)}")
+        k = self.logits.shape[1]
+        if n and (self.classes.min() < 0 or self.classes.max() >= k):
+            raise StreamFormatError(f"{where}: a class outside 0 … {k - 1} (the logits' classes)")
+        m = int(np.count_nonzero(self.uncertain))
+        want = [m, channels if channels is not None else "C", length if length is not None else "L"]
+        x = self.x
+        if x.dtype != np.int8 or x.ndim != 3 or x.shape[0] != m or (channels is not None and x.shape[1] != channels) \
+                or (length is not None and x.shape[2] != length):
+            raise StreamFormatError(f"{where}: expected the {m} uncertain window(s) as int8 "
+                                    f"[{', '.join(map(str, want))}], got {x.dtype} {list(x.shape)}")
+
+
+@dataclass
+class DeviceSourceStats:
+    windows_in: int = 0        # device windows received
+    committed: int = 0         # answered on the device
+    uncertain: int = 0         # sent on for the host's full width
+    windows_lost: int = 0      # window ids never received, less those in dropped messages (counted there)
+    id_gaps: int = 0           # how many times ids were missing
+    restarts: int = 0          # the device restarted its numbering (reset) or a new recording began
+    samples_ignored: int = 0   # samples the source also streamed (stream=both): not windowed again
+
+
+class DevicePassThrough:
+    """The window stage's step for device-tier sources: numbers device windows in the stage's window
+    sequence, checks them against the model's input shape and counts gaps in their window ids as
+    windows lost (those in messages dropped on the way, `dropped_before`, are counted where they
+    were dropped, not again). Pure: no sockets, no clocks."""
+
+    def __init__(self, channels: int, length: int, sources: Sequence[str]):
+        self.channels, self.length = int(channels), int(length)
+        self.sources = {s: DeviceSourceStats() for s in sources}
+        self._last: dict[str, tuple[str, int]] = {}     # stream → (recording, last window_id)
+        self.windows_out = 0
+
+    @property
+    def windows_lost(self) -> int:
+        return sum(s.windows_lost for s in self.sources.values())
+
+    def _stats(self, stream: str, where: str) -> DeviceSourceStats:
+        st = self.sources.get(stream)
+        if st is None:
+            raise UsageError(f"{where}: {stream!r} is not a device-tier source of this stage "
+                             f"({', '.join(self.sources) or 'none'})")
+        return st
+
+    def ignore_samples(self, stream: str, n: int) -> None:
+        """Samples a device-tier source streams as well (stream=both) are counted, not windowed:
+        its windows come from the device, and windowing them again would give each span twice."""
+        self._stats(stream, f"samples of source {stream!r}").samples_ignored += int(n)
+
+    def process(self, batch: DeviceWindowBatch, stream: str, dropped_before: int = 0,
+                where: str = "") -> DeviceWindowBatch:
+        """The batch numbered (seq) and counted; `dropped_before`: windows of this stream in messages
+        dropped since its previous one. A bad batch raises and changes nothing."""
+        where = where or f"device windows of source {stream!r}"
+        st = self._stats(stream, where)
+        batch.check(where, self.channels, self.length)
+        ids = np.asarray(batch.window_id, np.int64)
+        last = self._last.get(stream)
+        restarts = lost = gaps = 0
+        prev = last[1] if last is not None and last[0] == batch.recording_id else None
+        if last is not None and prev is None:
+            restarts += 1                      # a new recording: its numbering starts afresh
+        unexplained = int(dropped_before)
+        for k in ids.tolist():
+            if prev is not None and k <= prev:
+                restarts += 1                  # numbering went back: the device restarted its stream
+            elif prev is not None and k > prev + 1:
+                missing = k - prev - 1 - unexplained
+                if missing > 0:
+                    gaps += 1
+                    lost += missing
+            unexplained = 0                    # dropped messages lie before the batch's first window only
+            prev = k
+        n = len(ids)
+        batch.seq = np.arange(self.windows_out, self.windows_out + n, dtype=np.int64)
+        self.windows_out += n
+        if n:
+            self._last[stream] = (batch.recording_id, int(ids[-1]))
+        unc = int(np.count_nonzero(batch.uncertain))
+        st.windows_in += n
+        st.uncertain += unc
+        st.committed += n - unc
+        st.windows_lost += lost
+        st.id_gaps += gaps
+        st.restarts += restarts
+        return batch

@@ -43,12 +43,13 @@ static int print_message(const har_proto_rx *rx)
 {
     static int32_t logits[255];
     static int16_t samples[HAR_PROTO_MAX_PAYLOAD / 2];
+    static har_proto_sensor_channel channels[HAR_PROTO_MAX_SENSOR_CHANNELS];
     const uint8_t *p = rx->buf;
     size_t len = rx->len;
     int err = HAR_PROTO_OK;
     printf("M %u %u", rx->type, rx->seq);
     switch (rx->type) {
-    case HAR_MSG_VERSION_REQ: break;
+    case HAR_MSG_VERSION_REQ: case HAR_MSG_SENSOR_REQ: break;
     case HAR_MSG_INFER_REQ: {
         har_proto_infer_req m;
         if ((err = har_proto_parse_infer_req(p, len, &m)) != 0) break;
@@ -102,6 +103,25 @@ static int print_message(const har_proto_rx *rx)
         if ((err = har_proto_parse_stats(p, len, &m)) != 0) break;
         put_u(m.ref_seq); put_u(m.n);
         for (unsigned i = 0; i < m.n; i++) put_u(m.values[i]);
+        break;
+    }
+    case HAR_MSG_SENSOR: {
+        har_proto_sensor m;
+        if ((err = har_proto_parse_sensor(p, len, &m, channels, HAR_PROTO_MAX_SENSOR_CHANNELS)) != 0) break;
+        put_u(m.ref_seq); put_u(m.rate_mhz); put_u(m.source); put_u(m.stride); put_u(m.n_channels);
+        for (unsigned i = 0; i < m.n_channels; i++) {
+            const har_proto_sensor_channel *c = &m.channels[i];
+            /* name and unit point into the payload */
+            if ((const uint8_t *)(const void *)c->name < p || (const uint8_t *)(const void *)c->unit + c->unit_len > p + len) {
+                fprintf(stderr, "SENSOR text not inside the payload\n");
+                err = -2;
+            }
+            put_u(c->scale_bits);
+            put_u(c->name_len);
+            for (unsigned k = 0; k < c->name_len; k++) put_u((uint8_t)c->name[k]);
+            put_u(c->unit_len);
+            for (unsigned k = 0; k < c->unit_len; k++) put_u((uint8_t)c->unit[k]);
+        }
         break;
     }
     case HAR_MSG_ERROR: {
@@ -205,9 +225,24 @@ static const int8_t *get_i8s(int8_t *out, size_t cap)
     return out;
 }
 
+/* A length-prefixed text (length, then its bytes): up to `keep` bytes go into out; longer ones
+ * keep their length (the builder must refuse them), and only their first `keep` bytes. */
+static uint8_t get_text(char *out, size_t keep)
+{
+    int64_t n = next();
+    fits(n, 255);
+    for (int64_t i = 0; i < n; i++) {
+        char ch = (char)next();
+        if ((size_t)i < keep) out[i] = ch;
+    }
+    return (uint8_t)n;
+}
+
 static size_t build(har_proto_tx *tx, int type, uint16_t seq)
 {
     static int32_t logits[255];
+    static char text[256][2][256];
+    static har_proto_sensor_channel channels[256];
     static int8_t i8[1 << 16];
     static int16_t i16[1 << 16];
     switch (type) {
@@ -222,6 +257,25 @@ static size_t build(har_proto_tx *tx, int type, uint16_t seq)
     case HAR_MSG_SET_THRESHOLD: return har_proto_send_set_threshold(tx, seq, next());
     case HAR_MSG_STATS_REQ: return har_proto_send_stats_req(tx, seq, (uint8_t)next());
     case HAR_MSG_SET_STREAM: return har_proto_send_set_stream(tx, seq, (uint8_t)next());
+    case HAR_MSG_SENSOR_REQ: return har_proto_send_sensor_req(tx, seq);
+    case HAR_MSG_SENSOR: {
+        har_proto_sensor m;
+        int64_t n;
+        m.ref_seq = (uint16_t)next(); m.rate_mhz = (uint32_t)next(); m.source = (uint8_t)next();
+        m.stride = (uint16_t)next();
+        n = next();
+        fits(n, 255);
+        m.n_channels = (uint8_t)n;
+        for (int64_t i = 0; i < n; i++) {
+            channels[i].scale_bits = (uint32_t)next();
+            channels[i].name_len = get_text(text[i][0], 256);
+            channels[i].name = text[i][0];
+            channels[i].unit_len = get_text(text[i][1], 256);
+            channels[i].unit = text[i][1];
+        }
+        m.channels = channels;
+        return har_proto_send_sensor(tx, seq, &m);
+    }
     case HAR_MSG_VERSION: {
         har_proto_version m;
         int64_t n;

@@ -1,0 +1,1 @@
+"""Emulated wearables (Bumble peripherals), one module per profile (registered in `registry.EMULATORS`)."""
