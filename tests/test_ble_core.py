@@ -353,8 +353,12 @@ def test_simulate_spec_replays_the_recording_in_the_shared_world(rec, data_dir):
                                                             data_dir=data_dir) as b:
         assert a.emulator.address in shared_world().peripherals and a.loop_thread is b.loop_thread
         assert [c.name for c in a.channels][:1] == ["hip.acc.x"]          # placed where it was recorded
-        k = a.emulator.streams["imu"].first_k
+        first_streamed = a.emulator.streams["imu"].first_k
         _, x = stacked(collect(a, 0.4))
         assert len(x) >= 20 and a.stream == spec
+        # frames before the first chunks() call are skipped (counted); the source knows, out of
+        # band, which recorded sample it delivered first
+        k = a.sim_first_sample
+        assert k >= first_streamed and (k > first_streamed) == (a.counters()["frames_before_start"] > 0)
     # the selection is concatenated: sample k is recording 12/a1t1's sample k (k < its length)
     assert np.abs(x - si(rec, k + np.arange(len(x)))).max() < 0.01

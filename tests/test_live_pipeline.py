@@ -36,7 +36,7 @@ def test_simulated_hip_imu_demo_scores_as_the_offline_evaluation(tmp_path, data_
     assert s["dropped"] == 0 and s["gaps"] == 0 and s["windows_lost"] == 0
     (src,) = source_stats(s)
     assert src["samples_lost"] == 0 and src["packets_lost"] == 0 and src["disconnects"] == 0
-    assert 1700 <= src["samples"] <= 2300, src                 # 100 Hz for ~20 s
+    assert src["samples"] >= 1700 and abs(src["samples"] / src["stream_s"] - 100) < 2, src   # 100 Hz, ~20 s
     off = s["offline"]
     assert off is not None and off["samples"] == src["samples"]
     assert s["windows"] >= 30 and abs(s["windows"] - off["windows"]) <= 1

@@ -5,7 +5,8 @@
     src.counters(); src.close()
 
 Opening (the constructor) scans for the device, connects (bleak-retry-connector), runs the
-profile's `setup` and `start`: afterwards `rate` and `channels` (`{placement}.{acc|gyro|mag}.{x|y|z}`,
+profile's `setup` and `start` (frames before the first `chunks()` call are skipped and counted in
+`frames_before_start`: a pipeline still starting must not get a burst of stale samples): afterwards `rate` and `channels` (`{placement}.{acc|gyro|mag}.{x|y|z}`,
 SI units) are known. Errors name the device and what was expected: `DeviceNotFound` (with what the
 scan did see), `WrongProfile` (service missing), `NotificationsRefused`.
 
@@ -96,6 +97,11 @@ class BleSource:
         self._client = None
         self._device = None
         self._closing = False
+        # Streaming starts at open (so a refused subscription fails there), but frames count only
+        # from the first chunks() call: a pipeline that takes seconds to start must not get a burst
+        # of stale samples. Those skipped are counted, never expected downstream.
+        self._delivering = False
+        self.frames_before_start = 0
         self._reconnect_task: asyncio.Task | None = None
         self.disconnects = self.reconnects = 0
         self.reconnect_s = self.reconnect_s_max = 0.0
@@ -144,6 +150,9 @@ class BleSource:
 
     def _on_frame(self, frame: Frame) -> None:
         arrival = time.monotonic()
+        if not self._delivering:       # before the first chunks() call: the pipeline is not running yet
+            self.frames_before_start += 1
+            return
         try:
             ticks, _ = self.timeline.frame(frame, arrival)
             ticks, rows = self.merger.push(frame.stream, ticks, frame.samples)
@@ -208,6 +217,7 @@ class BleSource:
         notify one sample at a time (WitMotion, Thingy:52) would otherwise cost the pipeline one
         message per sample."""
         want = max(1, round(self.rate * CHUNK_S))
+        self._delivering = True
         held: list[tuple] = []
         since = 0.0
         while not stop() and not self._closing:
@@ -233,7 +243,8 @@ class BleSource:
 
     def counters(self) -> dict[str, int | float]:
         t = getattr(self, "timeline", None)
-        out = {"disconnects": self.disconnects, "reconnects": self.reconnects,
+        out = {"frames_before_start": self.frames_before_start,
+               "disconnects": self.disconnects, "reconnects": self.reconnects,
                "reconnect_s": round(self.reconnect_s, 4), "reconnect_s_max": round(self.reconnect_s_max, 4),
                "errors": self.errors, "corrupt": getattr(self.profile, "corrupt", 0)}
         if t is not None:
