@@ -13,7 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def shared_data_dir() -> Path:
     """$STREAMHAR_DATA (CI sets it to ../shared/data), else ../shared/data beside the checkout."""
-    path = Path(os.environ.get("STREAMHAR_DATA") or REPO.parent / "shared" / "data")
+    # Absolute: tests run commands in other folders (CI sets a relative ../shared/data).
+    path = Path(os.environ.get("STREAMHAR_DATA") or REPO.parent / "shared" / "data").resolve()
     return path
 
 

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 RUN_TIMEOUT = 300
+# Absolute: the commands run in a temporary folder, and CI sets a relative ../shared/data.
+DATA = Path(os.environ.get("STREAMHAR_DATA", "../shared/data")).resolve()
 
 
 def streamhar(*args: str, cwd: Path, timeout: float = RUN_TIMEOUT):
     return subprocess.run([sys.executable, "-m", "streamhar", *args], cwd=cwd, capture_output=True, text=True,
-                          env=dict(os.environ), timeout=timeout)
+                          env={**os.environ, "STREAMHAR_DATA": str(DATA)}, timeout=timeout)
 
 
 def summary_of(proc) -> dict:
