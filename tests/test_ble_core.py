@@ -244,7 +244,9 @@ def test_two_wearables_aligned_within_one_sample_period(world, rec):
             BleSource(f"ble:generic:{b.name}?at=right", world=world) as sb:
         ka, kb = a.streams["imu"].first_k, b.streams["imu"].first_k
         out = {}
-        threads = [threading.Thread(target=lambda s=s, n=n: out.__setitem__(n, collect(s, 2.0)))
+        # 3 s: on a loaded machine the first second of arrivals can all come late; the envelope
+        # needs some prompt ones after it to find the offset
+        threads = [threading.Thread(target=lambda s=s, n=n: out.__setitem__(n, collect(s, 3.0)))
                    for s, n in ((sa, "a"), (sb, "b"))]
         for th in threads:
             th.start()

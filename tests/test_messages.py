@@ -222,3 +222,22 @@ def test_predictions_carry_the_device_tier_arrays_and_older_ones_decode_as_host_
                     {k: v for k, v in old.arrays.items() if k not in DEVICE_PREDICTION_ARRAYS})
     host, _ = decode_predictions(decode(frames))
     assert not host.device.any() and (host.device_macs == 0).all() and (host.window_id == -1).all()
+
+
+def test_latency_stamped_after_encoding_is_what_crosses_the_socket(pair):
+    """The inference stage encodes a predictions message first and writes the latency into its
+    array last, just before sending (stages.run_infer): that works only while encoding keeps a
+    view of the array, not a copy."""
+    from streamhar.inference.stage import PredictionBatch
+    from streamhar.transport.messages import decode_predictions, encode_predictions
+    push, pull = pair
+    n = 2
+    pred = PredictionBatch(np.arange(n, dtype=np.int64), "rec", np.arange(n) * 0.5, np.full(n, -1, np.int16),
+                           np.array([1, 2], np.int16), np.array([5, 6], np.int64), np.full(n, 0.5, np.float32),
+                           np.array([False, True]), np.array([0, 10], np.int64), np.array([0, 77], np.uint32))
+    latency = np.empty(n, np.float64)
+    frames = encode_predictions(pred, 0, latency, ["a", "b", "c"])
+    latency[:] = [0.0031, 0.0042]                  # after encoding, before sending
+    push.send_multipart(frames, copy=False)
+    _, got = decode_predictions(decode(pull.recv_multipart(copy=False)))
+    assert np.array_equal(got, [0.0031, 0.0042])

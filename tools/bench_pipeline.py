@@ -9,7 +9,8 @@
    spell of this shared machine hits both; the median run is reported, with the slowest.
 2. Latency at `--speed 1` for `--latency-seconds` (default 10 minutes): per window, from the
    source sending the chunk with the window's last sample to the inference stage sending its
-   prediction (p50, p99, max). `--parallel-latency` runs both data sets at once (harsher: four
+   prediction (p50, p99, max); with `--realtime`, as `streamhar run --realtime` runs. Beside it,
+   before and after, the machine's floor: a bare ZeroMQ two-hop round trip with no work. `--parallel-latency` runs both data sets at once (harsher: four
    more processes on the same cores).
 
 Prints a Markdown block for docs/BENCHMARKS.md.
@@ -46,12 +47,23 @@ def finish(p: subprocess.Popen) -> dict:
     return json.loads(p.summary_path.read_text())
 
 
+def zmq_floor(pings: int) -> str:
+    """'p50 | p99 | max' of tools/bench_zmq_hop.py (pings every 0.1 s)."""
+    out = subprocess.run([sys.executable, str(Path(__file__).with_name("bench_zmq_hop.py")), "--pings", str(pings),
+                          "--interval", "0.1"], capture_output=True, text=True, check=True).stdout
+    return " | ".join(cell.strip() for cell in out.strip().strip("|").split("|")[1:])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="+", default=list(SOURCES), choices=list(SOURCES))
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--latency-seconds", type=float, default=600.0)
     ap.add_argument("--parallel-latency", action="store_true")
+    ap.add_argument("--realtime", action="store_true", help="latency runs with `streamhar run --realtime`")
+    ap.add_argument("--floor-pings", type=int, default=600,
+                    help="bare ZeroMQ two-hop round trips (tools/bench_zmq_hop.py, every 0.1 s) before and after "
+                         "the latency runs: this machine's floor at the time (0: skip)")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--data-dir", default=os.environ.get("STREAMHAR_DATA"))
@@ -82,20 +94,29 @@ def main() -> int:
         secs = f"{args.latency_seconds:g}"
         procs = {}
         results = {}
+        floor = [zmq_floor(args.floor_pings)] if args.floor_pings else []
+        extra = ["--realtime"] if args.realtime else []
         for d in args.datasets:
-            procs[d] = run(SOURCES[d], "1", ["--duration", secs, "--loop"], args.data_dir)
+            procs[d] = run(SOURCES[d], "1", ["--duration", secs, "--loop", *extra], args.data_dir)
             if not args.parallel_latency:
                 results[d] = finish(procs.pop(d))
         for d, p in procs.items():
             results[d] = finish(p)
+        if args.floor_pings:
+            floor.append(zmq_floor(args.floor_pings))
         how = "at the same time" if args.parallel_latency else "one after the other"
-        print(f"Latency at `--speed 1`, {secs} s per data set ({how}), source send → prediction sent:\n")
-        print("| data | windows | p50 ms | p99 ms | max ms | gaps | drops |")
+        rt = ", `--realtime`" if args.realtime else ""
+        print(f"Latency at `--speed 1`{rt}, {secs} s per data set ({how}), source send → prediction sent:\n")
+        print("| what | windows | p50 ms | p99 ms | max ms | gaps | drops |")
         print("|---|---:|---:|---:|---:|---:|---:|")
+        if floor:
+            print(f"| bare ZeroMQ round trip, no work (2 hops), before | {args.floor_pings} pings | {floor[0]} | — | — |")
         for d, s in results.items():
             lat = s["latency_ms"]
-            print(f"| {d} | {s['windows']:,} | {lat['p50']:.2f} | {lat['p99']:.2f} | {lat['max']:.2f} | {s['gaps']} | "
-                  f"{s['dropped']} |")
+            print(f"| {d}, `streamhar run --speed 1{' --realtime' if args.realtime else ''}` | {s['windows']:,} | "
+                  f"{lat['p50']:.2f} | {lat['p99']:.2f} | {lat['max']:.2f} | {s['gaps']} | {s['dropped']} |")
+        if floor:
+            print(f"| bare ZeroMQ round trip, no work (2 hops), after | {args.floor_pings} pings | {floor[1]} | — | — |")
         print()
     return 0
 

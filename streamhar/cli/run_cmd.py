@@ -29,6 +29,9 @@ def register(sub) -> None:
     p.add_argument("--publish", metavar="ENDPOINT", help="publish predictions on a ZeroMQ PUB socket "
                                                          "(e.g. tcp://127.0.0.1:5557)")
     p.add_argument("--summary-json", metavar="PATH", help="write the exit summary as JSON here")
+    p.add_argument("--realtime", action="store_true",
+                   help="give sources, windowing and inference real-time (SCHED_FIFO) priority for a short "
+                        "latency tail at real-time pace; needs root, CAP_SYS_NICE or an rtprio limit")
     p.add_argument("--no-view", action="store_true", help="no live view, only the summary")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_data_dir_option(p)
@@ -58,6 +61,8 @@ def build_config(args):
         cfg.duration = args.duration
     if args.loop:
         cfg.loop = True
+    if args.realtime:
+        cfg.realtime = True
     for key in ("jsonl", "publish", "summary_json"):
         if getattr(args, key):
             setattr(cfg.sink, key, getattr(args, key))

@@ -14,7 +14,7 @@ import binascii
 import struct
 from dataclasses import dataclass, fields
 from enum import IntEnum, IntFlag
-from typing import Callable, ClassVar, Literal, NamedTuple, Union
+from typing import Callable, ClassVar, Literal, NamedTuple, Self, Union
 
 import numpy as np
 
@@ -222,15 +222,23 @@ class Result:
 
 
 @dataclass(frozen=True)
-class VersionRequest:
-    TYPE: ClassVar[MsgType] = MsgType.VERSION_REQ
+class _EmptyRequest:
+    """A request that is all in its type: no fields, an empty payload (har_proto.c checks its
+    length is 0). Subclasses set TYPE and stay frozen dataclasses, so equality, hashing and repr
+    still tell the message types apart."""
+    TYPE: ClassVar[MsgType]
 
     def payload(self) -> bytes:
         return b""
 
     @classmethod
-    def from_payload(cls, p: bytes) -> VersionRequest:
+    def from_payload(cls, p: bytes) -> Self:
         return cls()
+
+
+@dataclass(frozen=True)
+class VersionRequest(_EmptyRequest):
+    TYPE: ClassVar[MsgType] = MsgType.VERSION_REQ
 
 
 @dataclass(frozen=True)
@@ -333,16 +341,9 @@ class SetStream:
 
 
 @dataclass(frozen=True)
-class SensorRequest:
+class SensorRequest(_EmptyRequest):
     """Asks what the device's sensor streams: answered by SENSOR (SensorInfo)."""
     TYPE: ClassVar[MsgType] = MsgType.SENSOR_REQ
-
-    def payload(self) -> bytes:
-        return b""
-
-    @classmethod
-    def from_payload(cls, p: bytes) -> SensorRequest:
-        return cls()
 
 
 def _text(owner: object, name: str, value, limit: int) -> str:

@@ -82,6 +82,8 @@ class PipelineConfig:
     workers: int = 1                 # inference workers behind PUSH/PULL
     threshold: str = ""              # cascade threshold; "" = the model's stored default
     engine: str = "auto"             # "c", "numpy" or "auto"
+    realtime: bool = False           # sources, window and inference: SCHED_FIFO on one core (pipeline/realtime.py)
+    realtime_cpu: int = -1           # that core; -1 = the highest one this process may use
     hwm: int = 1000                  # ZeroMQ high-water mark of every data socket (messages)
     queue: int = 64                  # bounded mode: messages a stage holds before dropping the oldest
     data_dir: str = ""
@@ -99,6 +101,10 @@ class PipelineConfig:
             raise UsageError("pipeline: workers, hwm and queue must be ≥ 1")
         if self.speed is not None and not self.speed > 0:
             raise UsageError(f"pipeline: speed must be positive or 'max', got {self.speed}")
+        if self.realtime and self.speed is None and any(s.spec.startswith("replay:") for s in self.sources):
+            raise UsageError("pipeline: realtime = true is for real-time pace (a replay at a finite --speed, or "
+                             "live sources); at --speed max the stages would hold the cores at real-time "
+                             "priority for nothing")
         seen: dict[str, int] = {}
         for s in self.sources:
             base = s.name or s.spec

@@ -7,6 +7,8 @@ the edges out of it:
 - status (PUSH, connects to the supervisor's PULL): JSON reports ≈ 4×/s and a final one, with the
   stage's counters, its state ("ready", "running", "done", "failed") and, on failure, the
   traceback;
+- ready: once set up, a stage settles (pipeline/realtime.py: its start-up objects leave the
+  garbage collector's sight) and reports its scheduling class with its "ready";
 - SIGTERM (and Ctrl-C when not supervised) ask the loop to stop at the next message boundary.
 Supervised stages ignore SIGINT: Ctrl-C reaches the whole process group, and the supervisor
 stops the pipeline in order instead (sources first, so the rest drains).
@@ -20,6 +22,8 @@ import time
 import traceback
 
 import zmq
+
+from streamhar.pipeline.realtime import scheduling, settle
 
 REPORT_EVERY = 0.25
 
@@ -76,13 +80,18 @@ class StageRunner:
         """Report ready, then yield each decoded input message until stopped. Control and status
         are handled between messages, after the caller's work on one: never before a window."""
         from streamhar.transport.messages import decode
-        self.report(stats(), state="ready", force=True)
+        self.ready(stats())
         while not self.stopping:
             frames = inlet.get()
             if frames is not None:
                 yield decode(frames)
             self.poll_control()
             self.report(stats)
+
+    def ready(self, stats: dict) -> None:
+        """Set up: settle (pipeline/realtime.py) and tell the supervisor; data may come now."""
+        frozen = settle()
+        self.report(stats, state="ready", force=True, scheduling=scheduling(), gc_frozen=frozen)
 
     def wait_for_start(self) -> None:
         """Supervised: block until the supervisor says every stage is ready (or a stop)."""

@@ -27,6 +27,8 @@ import numpy as np
 import zmq
 
 from streamhar.pipeline.flow import Inlet, Outlet, data_socket
+from streamhar.pipeline.realtime import (LATENCY_PATH, RealtimeError, enter_realtime, settle_priority,
+                                         start_io_threads)
 from streamhar.pipeline.runner import StageRunner
 from streamhar.transport import messages as m
 
@@ -88,7 +90,7 @@ def run_source(r: StageRunner, index: int) -> dict:
         extra = sender.stats(counters) if sender is not None else {}
         return {**stats, **out.stats(), **counters, **extra}
 
-    r.report(report(), state="ready", force=True)
+    r.ready(report())
     r.wait_for_start()
     if sc.delay > 0:
         time.sleep(sc.delay)
@@ -291,16 +293,19 @@ def run_infer(r: StageRunner, worker: int) -> dict:
         t0 = time.monotonic()
         device = msg.header.get("tier") == "device"
         pred = stage.process(m.decode_windows(msg), msg.header.get("model_id") if device else None)
-        now = time.monotonic()
-        busy += now - t0
-        latency = now - msg.arrays["src_sent"]
         # The threshold that decided: the device's for device-tier windows, else this worker's.
         threshold = (stage.describe_device_threshold(msg.header.get("device_threshold")) if device
                      else stage.describe_threshold())
         # Class names on every message (a few hundred bytes per up to 64 windows): a sink that
         # (re)starts while workers run must not depend on a worker's first message.
-        out.send(m.encode_predictions(pred, msg.seq, latency, stage.class_names, worker=worker,
-                                      threshold=threshold))
+        latency = np.empty(len(pred), np.float64)
+        frames = m.encode_predictions(pred, msg.seq, latency, stage.class_names, worker=worker,
+                                      threshold=threshold)
+        # Stamped after encoding, as the message leaves: the frames hold `latency`'s memory, not a copy.
+        now = time.monotonic()
+        latency[:] = now - msg.arrays["src_sent"]
+        busy += now - t0
+        out.send(frames)
     inlet.close()
     # A worker runs until told to stop; what it could not deliver by then (its sink gone) is
     # given up after 2 s instead of blocking the exit for ever.
@@ -351,7 +356,7 @@ def run_sink(r: StageRunner) -> dict:
             state["missing"] += target - state["next"]
             state["next"] = target
 
-    r.report(stats(), state="ready", force=True)
+    r.ready(stats())
     while not r.stopping:
         frames = inlet.get()
         r.poll_control()
@@ -404,9 +409,20 @@ STAGES = {"source": run_source, "window": run_window, "infer": run_infer, "sink"
 def stage_main(kind: str, cfg, supervised: bool, index: int = 0) -> int:
     """Run one stage to its end; 0 when it finished (or was stopped), 1 when it failed."""
     name = kind if kind in ("window", "sink") else f"{kind}-{index}"
+    refused = None
+    if cfg.realtime and kind in LATENCY_PATH:
+        try:
+            enter_realtime(name, cfg.realtime_cpu)   # before StageRunner: its ZeroMQ I/O threads inherit it
+        except RealtimeError as e:      # reported through the runner, like any failure
+            refused = e
     r = StageRunner(name, cfg, supervised)
     result: dict = {}
     try:
+        if refused is not None:
+            raise refused
+        if cfg.realtime and kind in LATENCY_PATH:
+            start_io_threads(r.ctx)
+            settle_priority(kind, name)
         fn = STAGES[kind]
         result = fn(r, index) if kind in ("source", "infer") else fn(r)
         r.report(result, state="done", force=True, stopped=r.stopping)

@@ -16,7 +16,7 @@ def build_summary(sup, wall_s: float) -> dict:
         rep = sup.reports.get(name, {})
         stats = {k: v for k, v in (rep.get("stats") or {}).items() if k != "snapshot"}
         stages[name] = {"state": rep.get("state", "never reported"), "exit": sup.procs[name].returncode,
-                        **stage_drops(name, stats), "stats": stats}
+                        "scheduling": rep.get("scheduling"), "gc_frozen": rep.get("gc_frozen"), **stage_drops(name, stats), "stats": stats}
     src = [stages[n]["stats"] for n in stages if n.startswith("source")]
     sink = stages.get("sink", {}).get("stats", {})
     samples = sum(int(s.get("samples", 0)) for s in src)
@@ -28,6 +28,7 @@ def build_summary(sup, wall_s: float) -> dict:
     out = {
         "ok": sup.failure is None and not sup.interrupts and bool(sink.get("complete")),
         "mode": sup.cfg.mode, "speed": sup.cfg.speed, "bundle": sup.cfg.bundle, "workers": sup.cfg.workers,
+        "realtime": sup.cfg.realtime,
         "sources": [s.name for s in sup.cfg.sources],
         "samples": samples, "stream_seconds": round(stream_s, 3), "windows": windows,
         "wall_seconds": round(wall_s, 3),
@@ -70,7 +71,8 @@ def _device_tier(sources: list[dict], device: dict | None) -> dict | None:
 def format_summary(s: dict) -> str:
     speed = "max" if s["speed"] is None else f"{s['speed']:g}×"
     lines = [f"{', '.join(s['sources'])} → {s['bundle']} ({s['mode']}, speed {speed}, "
-             f"{s['workers']} inference worker{'s' if s['workers'] != 1 else ''})"]
+             f"{s['workers']} inference worker{'s' if s['workers'] != 1 else ''}"
+             f"{', realtime' if s.get('realtime') else ''})"]
     if s["failure"]:
         f = s["failure"]
         lines.append(f"  FAILED: stage {f['stage']} {f['how']}" + (f": {f['error']}" if f.get("error") else ""))

@@ -228,6 +228,9 @@ def _threshold_text(t: dict | None) -> str:
 
 def run_pipeline(cfg: PipelineConfig, *, title: str = "", view=None, on_started=None) -> tuple[int, dict]:
     """Runs the pipeline to its end; (exit status, summary). `view` draws snapshots (LiveView)."""
+    if cfg.realtime:
+        from streamhar.pipeline.realtime import check_allowed
+        check_allowed(cfg.realtime_cpu)     # one clear error here, not one per stage
     sup = Supervisor(cfg, title)
     old = signal.signal(signal.SIGINT, lambda *_: setattr(sup, "interrupts", sup.interrupts + 1))
     started = time.monotonic()

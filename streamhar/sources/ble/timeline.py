@@ -8,6 +8,8 @@ plausibility check: if the device's clock moved by as much as the host's (±1 s 
 running and the gap is exact; otherwise the device restarted its clock, the timeline starts over
 and the gap is estimated from host time (`gaps_estimated`). Profiles without time stamps get a
 synthetic sample counter (tick = one sample), so only their packet counter (if any) shows loss.
+Profiles with neither (WitMotion, Thingy:52) number their packets with `ArrivalCounter` below,
+which infers losses from arrival timing, and declare that number as a 32-bit packet counter.
 
 Host times come from `streamhar.sources.clock.DeviceClock` (lower envelope of arrival − device
 time, drift fitted): ticks are handed to it relative to the first frame's, to keep the numbers
@@ -15,6 +17,7 @@ small (Polar's are ns since 2000).
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,3 +125,66 @@ class DeviceTimeline:
         self.gap_samples += gap
         self.last_gap_samples += gap
         self.gaps_estimated += estimated
+
+
+# ---------------------------------------------------------------------------------- loss from arrival timing
+# Here, beside the synthetic sample counter, because it is the same problem one step further:
+# profiles without device time *and* without a packet counter (WitMotion, Thingy:52) all need it.
+# A profile runs it in `decode` and hands its number to `frame` as `Frame.counter` (declaring
+# `counter_bits = 32`). It is not DeviceTimeline's own answer for `tick_hz = None` because a
+# clockless protocol may still send a real packet counter, which must win over arrival guesses.
+
+
+class ArrivalCounter:
+    """Packet numbers from arrival times, for protocols with neither time stamp nor counter.
+
+    Packet i of a stream at `rate` arrives at base + i/rate + delay, the delay never negative but
+    varying: connection events batch notifications, the host schedules late. Numbered
+    consecutively, packets keep `arrival − number/rate` (their residual) on a lower envelope; a
+    lost packet lifts every later residual by one period for good, while batching, jitter or a
+    stall followed by a burst leave packets on the envelope. So the smallest residual of the last
+    `window_s` is watched, once arrivals span that window: when it has risen by ≥ 0.7 period, that
+    many packets (rounded) were lost and the numbering jumps ahead (the jump is what the time line
+    counts as loss). A slow rise is crystal drift and moves the envelope (up to `drift_ppm`).
+
+    Caveats, inherent to the wire: a loss is seen `window_s` after it happened, and a delay that
+    grows for good by a period or more (a link that stays slower) reads as a loss.
+    """
+
+    def __init__(self, rate: float, window_s: float = 1.0, drift_ppm: float = 500.0):
+        self.period, self.window_s, self.drift = 1.0 / rate, window_s, drift_ppm * 1e-6
+        self.number = -1
+        self.lost = 0                               # packets counted as lost, over all connections
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the arrival history (after a reconnect). The numbering goes on where it was: a
+        packet counter that never runs backwards is what the time line expects (it estimates the
+        gap across a reconnect itself, from host time)."""
+        self.base: float | None = None              # lower envelope of the residuals
+        self.since: float | None = None             # arrival at which `base` was last checked
+        self.recent: deque[tuple[float, float]] = deque()
+
+    def next(self, arrival: float) -> int:
+        self.number += 1
+        r = arrival - self.number * self.period
+        self.recent.append((arrival, r))
+        while self.recent[0][0] < arrival - self.window_s:
+            self.recent.popleft()
+        if self.base is None or r < self.base:
+            self.base = r
+        if self.since is None:
+            self.since = arrival
+        elif arrival - self.recent[0][0] >= 0.9 * self.window_s:
+            # Arrivals span the window (after a long stall the burst alone proves nothing: its
+            # last packets are on time, and the ones after it will show that).
+            rise = min(x for _, x in self.recent) - self.base
+            if rise >= 0.7 * self.period:
+                m = round(rise / self.period)
+                self.number += m
+                self.lost += m
+                self.recent = deque((a, x - m * self.period) for a, x in self.recent)
+            elif rise > 0:                           # drift: let the envelope follow, slowly
+                self.base += min(rise, self.drift * (arrival - self.since))
+            self.since = arrival
+        return self.number

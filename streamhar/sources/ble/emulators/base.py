@@ -17,8 +17,11 @@ disconnect) is exactly the samples `k` that were measured but not delivered.
 **Streaming.** A subclass's control-write handler calls `start_stream(StreamPlan(...))` when the
 host sends its start command and `stop_stream(key)` on stop; the base then sends one packet per
 `per_packet` samples, when its last sample has been measured (absolute schedule: no drift),
-through `plan.encode(block_si, k0, ticks) -> [(characteristic, payload), …]`. Like real wearables,
-streams stop when the link drops; the host must start them again after reconnecting.
+through `plan.encode(block_si, k0, ticks) -> [(characteristic, payload), …]`. Devices that stream
+exactly while notifications are on (no start command: WitMotion, Thingy:52) set `notified_stream`,
+implement `start_notified_stream()` and hand the base's `_on_subscription` to their data
+characteristic. Like real wearables, streams stop when the link drops; the host must start them
+again after reconnecting.
 
 **Test hooks.** `drop_next(n, stream)` skips the next n packets (counted in `dropped_packets` /
 `dropped_samples`), `force_disconnect()` ends the link from the peripheral's side (an unsolicited
@@ -162,6 +165,23 @@ class Emulator(abc.ABC):
 
     def on_disconnection(self, connection) -> None:
         """Hook: the link dropped (streams are already stopped)."""
+
+    # Devices without a start command stream while the host has notifications on; their one
+    # stream's key goes here (None: streams are started and stopped by control writes instead).
+    notified_stream: ClassVar[str | None] = None
+
+    def start_notified_stream(self) -> None:
+        """Start (or restart, with the current settings) the `notified_stream` (call `start_stream`)."""
+        raise NotImplementedError(f"{type(self).__name__}: notifications were enabled, but it does not "
+                                  f"implement start_notified_stream")
+
+    def _on_subscription(self, _bearer, notify: bool, _indicate: bool) -> None:
+        """Bumble `EVENT_SUBSCRIPTION` handler for the data characteristic: the host enabling
+        notifications starts `notified_stream`, disabling them stops it."""
+        if notify:
+            self.start_notified_stream()
+        else:
+            self.stop_stream(self.notified_stream)
 
     # ------------------------------------------------------------------ sensor timeline
 

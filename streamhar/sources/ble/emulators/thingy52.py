@@ -28,6 +28,7 @@ from streamhar.sources.ble.registry import register_emulator
 class Thingy52Emulator(Emulator):
     profile = "thingy52"
     default_name = "Thingy"
+    notified_stream = "raw"               # raw data streams while its notifications are on
 
     def __init__(self, recording, **kw):
         super().__init__(recording, **kw)
@@ -65,18 +66,13 @@ class Thingy52Emulator(Emulator):
         if config.problems():
             raise ATT_Error(ErrorCode.WRITE_NOT_PERMITTED)
         self.config = config
-        if "raw" in self.streams:
-            self._stream()
+        if self.notified_stream in self.streams:
+            self.start_notified_stream()
 
-    def _on_subscription(self, _bearer, notify: bool, _indicate: bool) -> None:
-        if notify:
-            self._stream()
-        else:
-            self.stop_stream("raw")
-
-    def _stream(self) -> None:
+    def start_notified_stream(self) -> None:
         def encode(block: np.ndarray, _k0: int, _ticks: np.ndarray):
             return [(self.raw_char, thingy.encode_raw(row[0:3] / STANDARD_GRAVITY, np.degrees(row[3:6]), row[6:9]))
                     for row in block]
 
-        self.start_stream(StreamPlan("raw", float(self.config.motion_freq_hz), ("acc", "gyro", "mag"), 1, encode))
+        self.start_stream(StreamPlan(self.notified_stream, float(self.config.motion_freq_hz), ("acc", "gyro", "mag"),
+                                     1, encode))

@@ -39,6 +39,7 @@ def tilt_degrees(acc: np.ndarray) -> np.ndarray:
 class WitMotionEmulator(Emulator):
     profile = "witmotion"
     default_name = "WT901BLE67"
+    notified_stream = "imu"               # the sensor streams whenever notifications are on
 
     def __init__(self, recording, **kw):
         super().__init__(recording, **kw)
@@ -63,19 +64,13 @@ class WitMotionEmulator(Emulator):
 
     # ------------------------------------------------------------------ streaming
 
-    def _on_subscription(self, _bearer, notify: bool, _indicate: bool) -> None:
-        if notify:
-            self._stream()
-        else:
-            self.stop_stream("imu")
-
-    def _stream(self) -> None:
+    def start_notified_stream(self) -> None:
         def encode(block: np.ndarray, _k0: int, _ticks: np.ndarray):
             acc_g, gyro_dps = block[:, 0:3] / STANDARD_GRAVITY, np.degrees(block[:, 3:6])
             return [(self.data_char, wit.encode_data(a, g, t))
                     for a, g, t in zip(acc_g, gyro_dps, tilt_degrees(acc_g))]
 
-        self.start_stream(StreamPlan("imu", self.rate, ("acc", "gyro"), 1, encode))
+        self.start_stream(StreamPlan(self.notified_stream, self.rate, ("acc", "gyro"), 1, encode))
 
     # ------------------------------------------------------------------ commands
 
@@ -93,5 +88,5 @@ class WitMotionEmulator(Emulator):
             self.unlocked_until = now + UNLOCK_S if word == wit.KEY_UNLOCK else -math.inf
         elif register == wit.REG_RRATE and now < self.unlocked_until and word in wit.CODE_RATES:
             self.registers[wit.REG_RRATE] = word
-            if "imu" in self.streams:
-                self._stream()             # the new rate applies at once
+            if self.notified_stream in self.streams:
+                self.start_notified_stream()   # the new rate applies at once

@@ -34,9 +34,9 @@ at most one LSB (1/1024 g, 1/32 °/s, 1/16 µT) below the measured one.
 **Time and loss — the honest caveat**: a raw notification carries **no time stamp and no
 counter**. Samples are placed on the host clock by their arrival, and a lost notification can only
 be inferred from arrival timing against the configured motion frequency: `ArrivalCounter` (in
-`profiles/witmotion.py`, the other such protocol) numbers notifications from the lower envelope of
-their arrival times and hands that number to the time line as the packet counter — batching,
-jitter and stall-then-burst are not counted, a loss is counted about one second after it
+`timeline.py`, shared with WitMotion, the other such protocol) numbers notifications from the lower
+envelope of their arrival times and hands that number to the time line as the packet counter —
+batching, jitter and stall-then-burst are not counted, a loss is counted about one second after it
 happened, and a link whose latency grows for good by a period or more is counted as a loss.
 """
 from __future__ import annotations
@@ -52,8 +52,8 @@ import numpy as np
 from streamhar.errors import UsageError
 from streamhar.sources.ble.profile import (STANDARD_GRAVITY, Frame, NotificationsRefused, Profile, StreamSpec,
                                            imu_axes, uuid_str)
-from streamhar.sources.ble.profiles.witmotion import ArrivalCounter
 from streamhar.sources.ble.registry import register_profile
+from streamhar.sources.ble.timeline import ArrivalCounter
 
 
 def _uuid(short: int) -> str:
