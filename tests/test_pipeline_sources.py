@@ -80,12 +80,15 @@ DSADS_WINDOW = 125      # samples at 25 Hz, stride 125 (bundled:dsads)
 DSADS_RATE = 25.0
 
 
-def test_second_source_starting_late_loses_exactly_the_windows_before_it(tmp_path):
+# delay 1 s: the limbs start while the torso may still be sending; 8 s: after the torso has sent
+# everything and its end (the window stage holds its chunks, and their sequence must count whole).
+@pytest.mark.parametrize("delay", [1.0, 8.0])
+def test_second_source_starting_late_loses_exactly_the_windows_before_it(tmp_path, delay):
     (tmp_path / "two.toml").write_text(
         'speed = "max"\n'
         '[[sources]]\nspec = "replay:dsads:p6"\nname = "torso"\nchannels = ["T.*"]\n'
         '[[sources]]\nspec = "replay:dsads:p6"\nname = "limbs"\nchannels = ["RA.*", "LA.*", "RL.*", "LL.*"]\n'
-        'start = 10.0\ndelay = 1.0\n')
+        f'start = 10.0\ndelay = {delay}\n')
     one = streamhar("run", "--source", "replay:dsads:p6", "--speed", "max", "--no-view", "--jsonl", "one.jsonl",
                     "--summary-json", "one.json", "--data-dir", str(DATA), cwd=tmp_path)
     assert one.returncode == 0, one.stdout + one.stderr

@@ -185,7 +185,6 @@ def run_window(r: StageRunner) -> dict:
     outbox: list = []       # (WindowBatch, src_sent) not sent yet
 
     def feed(msg: m.Message) -> None:
-        tracker.observe(msg)
         sent = msg.header.get("sent", time.monotonic())
         outbox.extend((b, sent) for b in stage.process(m.decode_chunk(msg)))
 
@@ -243,6 +242,9 @@ def run_window(r: StageRunner) -> dict:
         elif msg.header.get("channels_id") != ids[msg.stream]:
             raise m.MessageError(f"samples message of stream {msg.stream!r}, seq {msg.seq}: its channels changed "
                                  f"(channels_id {msg.header.get('channels_id')!r}); a source keeps its channels")
+        # Counted on arrival, held or not: a source's end may come while its chunks are still held
+        # (it ended before another source spoke), and its sequence must be complete by then.
+        tracker.observe(msg)
         if stage is None:
             held.append(msg)
             if len(held) > HOLD_LIMIT:
