@@ -90,7 +90,18 @@ def test_malformed_messages_are_refused_with_stream_seq_and_expectation():
     header = json.loads(good[1])
     for change, pattern in (({"v": 99}, "schema version 99"),
                             ({"arrays": [dict(header["arrays"][0], dtype="object")] + header["arrays"][1:]},
-                             "dtype 'object'")):
+                             "dtype 'object'"),
+                            # shapes that are not sizes: each refused, none reaches numpy's reshape rules
+                            ({"arrays": [dict(header["arrays"][0], shape=[-5])] + header["arrays"][1:]},
+                             "seq 3: array 'timestamps' float64 \\[-5\\] needs -40 bytes"),
+                            ({"arrays": [dict(header["arrays"][0], shape=[-1, -5])] + header["arrays"][1:]},
+                             "seq 3: array spec .* is not a name, an allowed dtype and a shape of sizes"),
+                            ({"arrays": [dict(header["arrays"][0], shape=[5.0])] + header["arrays"][1:]},
+                             "seq 3: array spec .* shape of sizes"),
+                            ({"arrays": [dict(header["arrays"][0], shape="5")] + header["arrays"][1:]},
+                             "seq 3: array spec .* shape of sizes"),
+                            ({"arrays": [{"name": "timestamps"}] + header["arrays"][1:]},
+                             "seq 3: array spec .* shape of sizes")):
         bad = list(good)
         bad[1] = json.dumps({**header, **change}).encode()
         with pytest.raises(MessageError, match=pattern):

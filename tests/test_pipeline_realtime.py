@@ -71,3 +71,74 @@ def test_a_core_this_process_may_not_use_is_refused_naming_the_allowed_ones():
     assert latency_cpu() == allowed[-1] and latency_cpu(allowed[0]) == allowed[0]
     with pytest.raises(RealtimeError, match=r"realtime_cpu = 4096: .* CPU\(s\) " + ", ".join(map(str, allowed))):
         latency_cpu(4096)
+
+
+def _dma_latency() -> int | None:
+    import struct
+    try:
+        with open("/dev/cpu_dma_latency", "rb") as f:
+            return struct.unpack("i", f.read(4))[0]
+    except OSError:
+        return None
+
+
+def test_idle_poll_keeps_the_latency_core_busy_below_every_stage_and_holds_pm_qos(tmp_path, data_dir):
+    import os
+    import time
+    summary = tmp_path / "summary.json"
+    before = _dma_latency()
+    run = subprocess.Popen([sys.executable, "-m", "streamhar", "run", "--source", "replay:usc-had:11", "--speed", "20",
+                            "--duration", "6", "--idle-poll", "--no-view", "--summary-json", str(summary),
+                            "--data-dir", str(data_dir.resolve())], cwd=REPO, text=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT)
+    seen = set()
+    while run.poll() is None:            # the PM QoS request, as the kernel aggregates it, during the run
+        seen.add(_dma_latency())
+        time.sleep(0.2)
+    out = run.stdout.read()
+    assert run.returncode == 0, out
+    s = json.loads(summary.read_text())
+    assert s["realtime"] and s["dropped"] == 0 and s["gaps"] == 0 and s["windows"] > 20
+    core = FIFO.match(s["stages"]["window"]["scheduling"]).group(2)
+    poll = s["wakeup"]["idle_poll"]
+    assert poll["scheduling"] == f"SCHED_IDLE on CPU {core}" and poll["cpu"] == int(core)
+    # it spun through the core's idle time: at 20× the stages need a small part of the core
+    assert poll["cpu_seconds"] > 2.0, poll
+    assert f"idle poll on CPU {core} (SCHED_IDLE" in out
+    assert not os.path.exists(f"/proc/{poll['pid']}") or open(f"/proc/{poll['pid']}/stat").read().split()[2] == "Z"
+    if before is not None and os.access("/dev/cpu_dma_latency", os.W_OK):
+        assert s["wakeup"]["cpu_dma_latency"] == "held at 0 µs" and 0 in seen
+        assert _dma_latency() == before                    # released with the run
+    else:
+        assert s["wakeup"]["cpu_dma_latency"].startswith("not held (/dev/cpu_dma_latency")
+
+
+def test_the_idle_poller_ends_when_its_parent_is_killed():
+    import os
+    import signal
+    import time
+    parent = subprocess.Popen([sys.executable, "-c", "import time\nfrom streamhar.pipeline.wakeup import IdlePoller\n"
+                               "print(IdlePoller(0).proc.pid, flush=True)\ntime.sleep(120)"],
+                              cwd=REPO, text=True, stdout=subprocess.PIPE)
+    pid = int(parent.stdout.readline())
+    time.sleep(0.5)
+    assert open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "R"     # spinning
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            state = "gone"
+        if state in ("gone", "Z", "X"):
+            break
+        time.sleep(0.1)
+    assert state in ("gone", "Z", "X"), state
+
+
+def test_idle_poll_without_realtime_is_refused():
+    cfg = PipelineConfig(sources=[SourceConfig(spec="replay:usc-had:11")], idle_poll=True)
+    with pytest.raises(UsageError, match="set realtime = true too"):
+        cfg.validate()
+    PipelineConfig(sources=[SourceConfig(spec="replay:usc-had:11")], idle_poll=True, realtime=True).validate()

@@ -310,6 +310,12 @@ def test_bad_chunks_are_clear_errors(usc11, usc_bundle):
     t[4] = t[3]
     with pytest.raises(StreamFormatError, match=r"source 'usc', chunk seq 1: timestamps not strictly increasing: sample 4"):
         stage.process(dataclasses.replace(c1, timestamps=t))
+    # a non-finite timestamp anywhere: first, in the middle (where only the step check sees it), last
+    for i, bad in ((0, np.nan), (5, np.nan), (9, np.inf), (9, np.nan)):
+        t = c1.timestamps.copy()
+        t[i] = bad
+        with pytest.raises(StreamFormatError, match=r"source 'usc', chunk seq 1: non-finite timestamp"):
+            stage.process(dataclasses.replace(c1, timestamps=t))
     with pytest.raises(StreamFormatError, match=r"seq 1: starts at t=.*expected after the previous chunk's last timestamp t="):
         stage.process(dataclasses.replace(c1, timestamps=c1.timestamps - 0.05))
     with pytest.raises(UsageError, match=r"chunk seq 1 from unknown source 'other'; this stage reads 'usc'"):

@@ -9,7 +9,7 @@
    spell of this shared machine hits both; the median run is reported, with the slowest.
 2. Latency at `--speed 1` for `--latency-seconds` (default 10 minutes): per window, from the
    source sending the chunk with the window's last sample to the inference stage sending its
-   prediction (p50, p99, max); with `--realtime`, as `streamhar run --realtime` runs. Beside it,
+   prediction (p50, p99, max); with `--realtime` (`--idle-poll`), as `streamhar run` runs with them. Beside it,
    before and after, the machine's floor: a bare ZeroMQ two-hop round trip with no work. `--parallel-latency` runs both data sets at once (harsher: four
    more processes on the same cores).
 
@@ -61,6 +61,8 @@ def main() -> int:
     ap.add_argument("--latency-seconds", type=float, default=600.0)
     ap.add_argument("--parallel-latency", action="store_true")
     ap.add_argument("--realtime", action="store_true", help="latency runs with `streamhar run --realtime`")
+    ap.add_argument("--idle-poll", action="store_true",
+                    help="latency runs with `streamhar run --realtime --idle-poll` (implies --realtime)")
     ap.add_argument("--floor-pings", type=int, default=600,
                     help="bare ZeroMQ two-hop round trips (tools/bench_zmq_hop.py, every 0.1 s) before and after "
                          "the latency runs: this machine's floor at the time (0: skip)")
@@ -95,7 +97,9 @@ def main() -> int:
         procs = {}
         results = {}
         floor = [zmq_floor(args.floor_pings)] if args.floor_pings else []
-        extra = ["--realtime"] if args.realtime else []
+        extra = ["--realtime"] if args.realtime or args.idle_poll else []
+        extra += ["--idle-poll"] if args.idle_poll else []
+        flags = "".join(f" {f}" for f in extra)
         for d in args.datasets:
             procs[d] = run(SOURCES[d], "1", ["--duration", secs, "--loop", *extra], args.data_dir)
             if not args.parallel_latency:
@@ -105,7 +109,7 @@ def main() -> int:
         if args.floor_pings:
             floor.append(zmq_floor(args.floor_pings))
         how = "at the same time" if args.parallel_latency else "one after the other"
-        rt = ", `--realtime`" if args.realtime else ""
+        rt = f", `{flags.strip()}`" if flags else ""
         print(f"Latency at `--speed 1`{rt}, {secs} s per data set ({how}), source send → prediction sent:\n")
         print("| what | windows | p50 ms | p99 ms | max ms | gaps | drops |")
         print("|---|---:|---:|---:|---:|---:|---:|")
@@ -113,7 +117,7 @@ def main() -> int:
             print(f"| bare ZeroMQ round trip, no work (2 hops), before | {args.floor_pings} pings | {floor[0]} | — | — |")
         for d, s in results.items():
             lat = s["latency_ms"]
-            print(f"| {d}, `streamhar run --speed 1{' --realtime' if args.realtime else ''}` | {s['windows']:,} | "
+            print(f"| {d}, `streamhar run --speed 1{flags}` | {s['windows']:,} | "
                   f"{lat['p50']:.2f} | {lat['p99']:.2f} | {lat['max']:.2f} | {s['gaps']} | {s['dropped']} |")
         if floor:
             print(f"| bare ZeroMQ round trip, no work (2 hops), after | {args.floor_pings} pings | {floor[1]} | — | — |")

@@ -32,6 +32,10 @@ def register(sub) -> None:
     p.add_argument("--realtime", action="store_true",
                    help="give sources, windowing and inference real-time (SCHED_FIFO) priority for a short "
                         "latency tail at real-time pace; needs root, CAP_SYS_NICE or an rtprio limit")
+    p.add_argument("--idle-poll", action="store_true",
+                   help="with --realtime (implied): keep the latency core out of idle with a lowest-priority "
+                        "spinner, for machines (VMs) where waking an idle core takes milliseconds; costs that "
+                        "core's idle time")
     p.add_argument("--no-view", action="store_true", help="no live view, only the summary")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_data_dir_option(p)
@@ -61,8 +65,10 @@ def build_config(args):
         cfg.duration = args.duration
     if args.loop:
         cfg.loop = True
-    if args.realtime:
+    if args.realtime or args.idle_poll:
         cfg.realtime = True
+    if args.idle_poll:
+        cfg.idle_poll = True
     for key in ("jsonl", "publish", "summary_json"):
         if getattr(args, key):
             setattr(cfg.sink, key, getattr(args, key))

@@ -84,6 +84,7 @@ class PipelineConfig:
     engine: str = "auto"             # "c", "numpy" or "auto"
     realtime: bool = False           # sources, window and inference: SCHED_FIFO on one core (pipeline/realtime.py)
     realtime_cpu: int = -1           # that core; -1 = the highest one this process may use
+    idle_poll: bool = False          # with realtime: keep that core out of idle (pipeline/wakeup.py)
     hwm: int = 1000                  # ZeroMQ high-water mark of every data socket (messages)
     queue: int = 64                  # bounded mode: messages a stage holds before dropping the oldest
     data_dir: str = ""
@@ -105,6 +106,9 @@ class PipelineConfig:
             raise UsageError("pipeline: realtime = true is for real-time pace (a replay at a finite --speed, or "
                              "live sources); at --speed max the stages would hold the cores at real-time "
                              "priority for nothing")
+        if self.idle_poll and not self.realtime:
+            raise UsageError("pipeline: idle_poll = true keeps the realtime core awake; set realtime = true too "
+                             "(streamhar run --idle-poll sets both)")
         seen: dict[str, int] = {}
         for s in self.sources:
             base = s.name or s.spec

@@ -24,11 +24,11 @@ socket monitor events.
 from __future__ import annotations
 
 import collections
-import json
 import threading
 import time
 import weakref
 
+import orjson
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
@@ -40,7 +40,7 @@ SLICE_MS = 100
 def items_of(frames) -> tuple[str, int]:
     """(kind, number of samples/windows) of a message from its header, without decoding arrays."""
     try:
-        h = json.loads(bytes(getattr(frames[1], "buffer", frames[1])))
+        h = orjson.loads(getattr(frames[1], "buffer", frames[1]))
         arrays = h.get("arrays") or []
         return h.get("kind", "?"), int(arrays[0]["shape"][0]) if arrays and arrays[0]["shape"] else 0
     except (ValueError, KeyError, IndexError, TypeError):
@@ -213,9 +213,9 @@ class Inlet:
             return self._q.popleft()
 
     def ready(self) -> bool:
-        """Whether a message is waiting right now (no wait)."""
+        """Whether a message is waiting right now (no wait; the socket's ZMQ_EVENTS, no poll call)."""
         if self.mode == "lossless":
-            return bool(self.poller.poll(0))
+            return bool(self.sock.get(zmq.EVENTS) & zmq.POLLIN)
         return bool(self._q)
 
     def pending(self) -> int:

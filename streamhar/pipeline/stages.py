@@ -193,7 +193,8 @@ def run_window(r: StageRunner) -> dict:
         nonlocal seq
         for group in _runs(outbox):
             batch = _concat([b for b, _ in group])
-            sent = np.concatenate([np.full(len(b), t) for b, t in group])
+            sent = (np.full(len(batch), group[0][1]) if len(group) == 1
+                    else np.concatenate([np.full(len(b), t) for b, t in group]))
             out.send(m.encode_windows(batch, seq, sent))
             seq += 1
         outbox.clear()

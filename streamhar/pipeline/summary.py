@@ -10,7 +10,7 @@ from __future__ import annotations
 from streamhar.pipeline.supervisor import device_radio, stage_drops
 
 
-def build_summary(sup, wall_s: float) -> dict:
+def build_summary(sup, wall_s: float, wakeup: dict | None = None) -> dict:
     stages = {}
     for name in sup.procs:
         rep = sup.reports.get(name, {})
@@ -29,6 +29,7 @@ def build_summary(sup, wall_s: float) -> dict:
         "ok": sup.failure is None and not sup.interrupts and bool(sink.get("complete")),
         "mode": sup.cfg.mode, "speed": sup.cfg.speed, "bundle": sup.cfg.bundle, "workers": sup.cfg.workers,
         "realtime": sup.cfg.realtime,
+        "wakeup": wakeup,                           # pipeline/wakeup.py: what kept the latency core quick to wake
         "sources": [s.name for s in sup.cfg.sources],
         "samples": samples, "stream_seconds": round(stream_s, 3), "windows": windows,
         "wall_seconds": round(wall_s, 3),
@@ -73,6 +74,12 @@ def format_summary(s: dict) -> str:
     lines = [f"{', '.join(s['sources'])} → {s['bundle']} ({s['mode']}, speed {speed}, "
              f"{s['workers']} inference worker{'s' if s['workers'] != 1 else ''}"
              f"{', realtime' if s.get('realtime') else ''})"]
+    wake = s.get("wakeup")
+    if wake:
+        poll = wake.get("idle_poll")
+        lines.append(f"  wake-up: cpu_dma_latency {wake.get('cpu_dma_latency', 'not asked for')}; idle poll "
+                     + (f"on CPU {poll['cpu']} ({poll['scheduling'] or 'scheduling unknown'}, "
+                        f"{poll['cpu_seconds']:,.1f} CPU s)" if poll else "off"))
     if s["failure"]:
         f = s["failure"]
         lines.append(f"  FAILED: stage {f['stage']} {f['how']}" + (f": {f['error']}" if f.get("error") else ""))

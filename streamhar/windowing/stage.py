@@ -46,6 +46,7 @@ Policies (each counted in `stats`):
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -120,6 +121,7 @@ class _Input:
     def __init__(self, info: SourceInfo, cols: list[int], model_rate: float, scales: list[float]):
         self.info = info
         self.cols = np.asarray(cols, np.int64)
+        self.all_cols = cols == list(range(len(info.channels)))     # every channel, in order: no gather
         # None when every channel is already in the model's unit (replays): no multiply at all
         self.scale = None if all(f == 1.0 for f in scales) else np.asarray(scales, np.float32)
         self.period = 1.0 / info.rate
@@ -194,9 +196,9 @@ class WindowStage:
 
     # -- the step -----------------------------------------------------------------------------
     def process(self, chunk: Chunk) -> list[WindowBatch]:
-        s = self._check(chunk)
+        s, steps = self._check(chunk)
         if len(chunk):
-            self._ingest(s, chunk)
+            self._ingest(s, chunk, steps)
         self._inputs[s].last_seq = chunk.seq
         return self._batches(self._aligner.emit())
 
@@ -214,8 +216,9 @@ class WindowStage:
         return self.stats
 
     # -- internals ----------------------------------------------------------------------------
-    def _check(self, chunk: Chunk) -> int:
-        """Validate a chunk without touching any state; the source's index."""
+    def _check(self, chunk: Chunk) -> tuple[int, np.ndarray]:
+        """Validate a chunk without touching any state; the source's index and the chunk's
+        timestamp steps (which `_ingest` needs too)."""
         s = self._index.get(chunk.stream)
         if s is None:
             raise UsageError(f"chunk seq {chunk.seq} from unknown source {chunk.stream!r}; "
@@ -233,20 +236,21 @@ class WindowStage:
         if inp.last_seq is not None and chunk.seq <= inp.last_seq:
             raise StreamFormatError(f"{where}: seq not increasing (previous chunk was seq {inp.last_seq}); "
                                     "chunks repeated or out of order")
+        steps = np.diff(t)
         if len(t):
-            if not np.all(np.isfinite(t)):
-                raise StreamFormatError(f"{where}: non-finite timestamp")
-            bad = np.flatnonzero(np.diff(t) <= 0)
-            if len(bad):
-                i = int(bad[0]) + 1
+            # strictly increasing with finite ends ⇒ every timestamp finite (a NaN fails `> 0`)
+            if not ((steps > 0).all() and math.isfinite(t[0]) and math.isfinite(t[-1])):
+                if not np.isfinite(t).all():
+                    raise StreamFormatError(f"{where}: non-finite timestamp")
+                i = int(np.flatnonzero(steps <= 0)[0]) + 1
                 raise StreamFormatError(f"{where}: timestamps not strictly increasing: sample {i} at "
                                         f"t={t[i]!r} after t={t[i - 1]!r}")
             if inp.last_t is not None and t[0] <= inp.last_t:
                 raise StreamFormatError(f"{where}: starts at t={t[0]!r}, expected after the previous "
                                         f"chunk's last timestamp t={inp.last_t!r}")
-        return s
+        return s, steps
 
-    def _ingest(self, s: int, chunk: Chunk) -> None:
+    def _ingest(self, s: int, chunk: Chunk, steps: np.ndarray) -> None:
         inp, st = self._inputs[s], self._src_stats[s]
         t = np.asarray(chunk.timestamps, np.float64)
         n = len(t)
@@ -264,11 +268,12 @@ class WindowStage:
         if new_rec:
             st.recordings += 1
             inp.hold[:] = np.nan    # never carry a value into another recording
-        inner = np.flatnonzero(np.diff(t) > GAP_PERIODS * inp.period) + 1
+        inner = np.flatnonzero(steps > GAP_PERIODS * inp.period) + 1
         if len(inner):
             st.gaps += len(inner)
             st.samples_lost += int(sum(max(0, round((t[i] - t[i - 1]) * rate) - 1) for i in inner))
-        x = chunk.samples[:, inp.cols].astype(np.float32, copy=False)
+        x = chunk.samples if inp.all_cols else chunk.samples[:, inp.cols]
+        x = x.astype(np.float32, copy=False)
         if inp.scale is not None:
             x = x * inp.scale
         x = self._repair(s, x)
@@ -284,10 +289,10 @@ class WindowStage:
         """Hold each channel's last finite value over NaN / inf (why: one bad reading must not
         poison a whole window, nor the resampling filter's state)."""
         inp, st = self._inputs[s], self._src_stats[s]
-        bad = ~np.isfinite(x)
-        if not bad.any():
+        if np.isfinite(x).all():
             inp.hold = x[-1].copy()
             return x
+        bad = ~np.isfinite(x)
         st.samples_repaired += int(bad.any(axis=1).sum())
         st.values_repaired += int(bad.sum())
         cols = np.arange(x.shape[1])
