@@ -114,12 +114,15 @@ def check_allowed(cpu: int = -1) -> None:
         raise RealtimeError(str(failure[0]).replace("stage (check): ", "streamhar run: "))
 
 
-def scheduling() -> str:
-    """The calling process's scheduling class, for its status report."""
+def scheduling(pid: int = 0) -> str:
+    """A process's scheduling class as the kernel has it (0: the caller), for status reports:
+    "SCHED_FIFO 11 on CPU 1", "SCHED_IDLE on CPU 1" (wakeup.py's spinner) or "normal"."""
     if not hasattr(os, "sched_getscheduler"):
         return "unknown"
-    policy = os.sched_getscheduler(0)
+    policy = os.sched_getscheduler(pid)
+    cores = ",".join(map(str, sorted(os.sched_getaffinity(pid))))
     if policy == getattr(os, "SCHED_FIFO", None):
-        cores = ",".join(map(str, sorted(os.sched_getaffinity(0))))
-        return f"SCHED_FIFO {os.sched_getparam(0).sched_priority} on CPU {cores}"
+        return f"SCHED_FIFO {os.sched_getparam(pid).sched_priority} on CPU {cores}"
+    if policy == getattr(os, "SCHED_IDLE", None):
+        return f"SCHED_IDLE on CPU {cores}"
     return "normal"

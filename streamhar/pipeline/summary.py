@@ -16,7 +16,8 @@ def build_summary(sup, wall_s: float, wakeup: dict | None = None) -> dict:
         rep = sup.reports.get(name, {})
         stats = {k: v for k, v in (rep.get("stats") or {}).items() if k != "snapshot"}
         stages[name] = {"state": rep.get("state", "never reported"), "exit": sup.procs[name].returncode,
-                        "scheduling": rep.get("scheduling"), "gc_frozen": rep.get("gc_frozen"), **stage_drops(name, stats), "stats": stats}
+                        "scheduling": rep.get("scheduling"), "gc_frozen": rep.get("gc_frozen"),
+                        **stage_drops(name, stats), "stats": stats}
     src = [stages[n]["stats"] for n in stages if n.startswith("source")]
     sink = stages.get("sink", {}).get("stats", {})
     samples = sum(int(s.get("samples", 0)) for s in src)

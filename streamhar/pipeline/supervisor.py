@@ -234,11 +234,12 @@ def run_pipeline(cfg: PipelineConfig, *, title: str = "", view=None, on_started=
     if cfg.realtime:
         from streamhar.pipeline.realtime import check_allowed, latency_cpu
         check_allowed(cfg.realtime_cpu)     # one clear error here, not one per stage
-        dma, wakeup["cpu_dma_latency"] = hold_cpu_dma_latency()
     sup = Supervisor(cfg, title)
     old = signal.signal(signal.SIGINT, lambda *_: setattr(sup, "interrupts", sup.interrupts + 1))
     started = time.monotonic()
     try:
+        if cfg.realtime:
+            dma, wakeup["cpu_dma_latency"] = hold_cpu_dma_latency()
         if cfg.idle_poll:
             poller = IdlePoller(latency_cpu(cfg.realtime_cpu))
         sup.start()
@@ -252,7 +253,6 @@ def run_pipeline(cfg: PipelineConfig, *, title: str = "", view=None, on_started=
         if view is not None:
             view.close()
         if poller is not None:
-            poller.check()
             wakeup["idle_poll"] = poller.stop()
         if dma is not None:
             dma.close()

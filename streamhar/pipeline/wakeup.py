@@ -26,16 +26,21 @@ import struct
 import subprocess
 import sys
 
+from streamhar.pipeline.realtime import scheduling
+
 DMA_LATENCY = "/dev/cpu_dma_latency"
 _CHECK_EVERY = 1 << 20       # loop turns between parent checks (≈ 30 ms of spinning)
 
 
 def hold_cpu_dma_latency(path: str = DMA_LATENCY):
     """(open file that holds the PM QoS request at 0 µs, or None, and a line for the summary)."""
+    f = None
     try:
         f = open(path, "wb", buffering=0)
         f.write(struct.pack("i", 0))
     except OSError as e:
+        if f is not None:
+            f.close()
         return None, f"not held ({path}: {e.strerror or e})"
     return f, "held at 0 µs"
 
@@ -47,31 +52,26 @@ class IdlePoller:
         self.cpu = cpu
         self.proc = subprocess.Popen([sys.executable, "-m", "streamhar.pipeline.wakeup", str(cpu), str(os.getpid())],
                                      stdin=subprocess.DEVNULL)
-        self.policy = ""
-
-    def check(self) -> None:
-        """Records the spinner's scheduling as the kernel has it (once it runs)."""
-        try:
-            policy = os.sched_getscheduler(self.proc.pid)
-            cores = ",".join(map(str, sorted(os.sched_getaffinity(self.proc.pid))))
-        except OSError:
-            return
-        name = {getattr(os, "SCHED_IDLE", -1): "SCHED_IDLE"}.get(policy, f"policy {policy}")
-        self.policy = f"{name} on CPU {cores}"
 
     def cpu_seconds(self) -> float:
         """CPU time the spinner used so far (user + system, from /proc/PID/stat)."""
         try:
-            fields = open(f"/proc/{self.proc.pid}/stat").read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             return 0.0
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> dict:
+        """Ends the spinner; what it was, as the kernel had it just before, and what it used."""
         used = self.cpu_seconds()
+        try:
+            policy = scheduling(self.proc.pid)
+        except OSError:             # it ended on its own (its parent check) before this
+            policy = ""
         self.proc.kill()
         self.proc.wait()
-        return {"cpu": self.cpu, "pid": self.proc.pid, "scheduling": self.policy, "cpu_seconds": round(used, 2)}
+        return {"cpu": self.cpu, "pid": self.proc.pid, "scheduling": policy, "cpu_seconds": round(used, 2)}
 
 
 def spin(cpu: int, parent: int) -> None:

@@ -236,7 +236,7 @@ class WindowStage:
         if inp.last_seq is not None and chunk.seq <= inp.last_seq:
             raise StreamFormatError(f"{where}: seq not increasing (previous chunk was seq {inp.last_seq}); "
                                     "chunks repeated or out of order")
-        steps = np.diff(t)
+        steps = np.diff(np.asarray(t, np.float64))     # in float64, as `_ingest` compares them
         if len(t):
             # strictly increasing with finite ends ⇒ every timestamp finite (a NaN fails `> 0`)
             if not ((steps > 0).all() and math.isfinite(t[0]) and math.isfinite(t[-1])):
@@ -289,10 +289,11 @@ class WindowStage:
         """Hold each channel's last finite value over NaN / inf (why: one bad reading must not
         poison a whole window, nor the resampling filter's state)."""
         inp, st = self._inputs[s], self._src_stats[s]
-        if np.isfinite(x).all():
+        finite = np.isfinite(x)
+        if finite.all():
             inp.hold = x[-1].copy()
             return x
-        bad = ~np.isfinite(x)
+        bad = ~finite
         st.samples_repaired += int(bad.any(axis=1).sum())
         st.values_repaired += int(bad.sum())
         cols = np.arange(x.shape[1])
